@@ -1,0 +1,51 @@
+//! Log set-up: JSON lines in Lambda (CloudWatch), readable lines on a terminal.
+//! `RUST_LOG` filters in both; `LOG_FORMAT=json|text` overrides the choice.
+
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+/// Picks the format: `LOG_FORMAT` when set to `json` or `text`, else JSON in Lambda.
+pub fn format_from(log_format: Option<&str>, in_lambda: bool) -> Format {
+    match log_format.map(str::to_ascii_lowercase).as_deref() {
+        Some("json") => Format::Json,
+        Some("text") => Format::Text,
+        _ if in_lambda => Format::Json,
+        _ => Format::Text,
+    }
+}
+
+/// Installs the global subscriber, writing to standard error.
+pub fn init(in_lambda: bool) {
+    let format = format_from(std::env::var("LOG_FORMAT").ok().as_deref(), in_lambda);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        Format::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        Format::Text => builder.try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{format_from, Format};
+
+    #[test]
+    fn format_follows_env_then_lambda() {
+        assert_eq!(format_from(None, true), Format::Json);
+        assert_eq!(format_from(None, false), Format::Text);
+        assert_eq!(format_from(Some("JSON"), false), Format::Json);
+        assert_eq!(format_from(Some("text"), true), Format::Text);
+        assert_eq!(format_from(Some("other"), false), Format::Text);
+    }
+}

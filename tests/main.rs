@@ -1,0 +1,3 @@
+//! Integration tests: one binary, one shared local stack (see `tests/testkit`).
+
+mod stack;
