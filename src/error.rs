@@ -1,7 +1,14 @@
 //! The one error type of the library, with messages a user can act on.
 //!
-//! Retryability is decided here, once: callers ask [`Error::is_retryable`] instead of
-//! inspecting messages.
+//! Each boundary has its own error (config, secrets, connections, state, ...); they
+//! meet here. Retryability is decided here, once: callers ask
+//! [`Error::is_retryable`] instead of inspecting messages.
+
+use crate::aws::MissingSetting;
+use crate::config::ConfigErrors;
+use crate::connect::ConnectError;
+use crate::secrets::SecretError;
+use crate::state::StateError;
 
 /// Everything that can go wrong in the loader. Messages are lowercase and say what to
 /// do; they never contain secrets.
@@ -13,28 +20,62 @@ pub enum Error {
     /// A feature this build does not have yet.
     #[error("{0} is not available in this version of redshift-loader")]
     Unsupported(String),
+    #[error("{path}: {reason}")]
+    File { path: String, reason: String },
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    #[error(transparent)]
+    Setting(#[from] MissingSetting),
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error(transparent)]
+    State(#[from] StateError),
 }
 
 impl Error {
     /// Whether running the same thing again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Event(_) | Error::Unsupported(_) => false,
+            Error::Event(_)
+            | Error::Unsupported(_)
+            | Error::File { .. }
+            | Error::Config(_)
+            | Error::Setting(_) => false,
+            Error::Secret(e) => matches!(
+                e,
+                SecretError::SecretUnreadable { reason, .. } | SecretError::SsmUnreadable { reason, .. }
+                    if reason.contains("could not be reached")
+            ),
+            // Refused connections and server-side trouble pass; auth and TLS do not.
+            Error::Connect(ConnectError::Connect { code, reason, .. }) => match code {
+                Some(code) => {
+                    code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+                }
+                None => reason.contains("Connection refused") || reason.contains("timed out"),
+            },
+            Error::Connect(ConnectError::RootCert { .. }) => false,
+            Error::State(e) => e.is_retryable(),
         }
     }
-}
 
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl Error {
     /// A short, stable name for the kind of failure (Lambda's `errorType`).
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Event(_) => "InvalidEvent",
             Error::Unsupported(_) => "Unsupported",
+            Error::File { .. } => "File",
+            Error::Config(_) => "InvalidConfig",
+            Error::Setting(_) => "MissingSetting",
+            Error::Secret(_) => "Secret",
+            Error::Connect(_) => "Connect",
+            Error::State(_) => "State",
         }
     }
 }
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl From<Error> for lambda_runtime::Diagnostic {
     fn from(e: Error) -> Self {

@@ -2,9 +2,17 @@
 //!
 //! The library holds everything; `main.rs` only picks the front door (Lambda or CLI).
 
+pub mod aws;
 pub mod cli;
+pub mod config;
+pub mod connect;
 pub mod error;
 pub mod lambda;
 pub mod logging;
+pub mod quote;
+pub mod secrets;
+pub mod source;
+pub mod state;
+pub mod warehouse;
 
 pub use error::{Error, Result};

@@ -1,0 +1,3 @@
+//! The PostgreSQL side: connecting, introspection, extraction.
+
+pub mod schema;

@@ -1,0 +1,397 @@
+//! DynamoDB: jobs, per-table state, leases and run history in one table.
+//!
+//! | pk          | sk                    | holds                                          |
+//! |-------------|-----------------------|------------------------------------------------|
+//! | `JOB#shop`  | `CONFIG`              | the job as applied (secret references only)   |
+//! | `JOB#shop`  | `TABLE#public.orders` | setup's decisions, mark, last success/error    |
+//! | `JOB#shop`  | `LEASE#public.orders` | owner run id, `expires_at`                     |
+//! | `JOB#shop`  | `RUN#<ts>#<run_id>`   | run history (`expires_at` is the TTL)          |
+//!
+//! Every write that can race is conditional.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use chrono::{DateTime, Utc};
+
+use crate::config::{Job, TableRef};
+
+pub const CONFIG_SK: &str = "CONFIG";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("job {job} does not exist; create it with `redshift-loader jobs apply -f FILE`")]
+    NoSuchJob { job: String },
+    #[error("job {job} was changed by someone else while this command ran; run it again")]
+    Conflict { job: String },
+    #[error("job {job}: table {table} is being loaded by run {owner} (lease until {expires_at}); wait for it to finish or for the lease to expire")]
+    LeaseHeld {
+        job: String,
+        table: String,
+        owner: String,
+        expires_at: DateTime<Utc>,
+    },
+    #[error("DynamoDB table {table}: {operation} failed: {reason}")]
+    Dynamo {
+        table: String,
+        operation: &'static str,
+        reason: String,
+    },
+    #[error("DynamoDB table {table}: item {pk}/{sk} is unreadable ({reason}); it was not written by this version of redshift-loader")]
+    Corrupt {
+        table: String,
+        pk: String,
+        sk: String,
+        reason: String,
+    },
+}
+
+impl StateError {
+    /// Throttling and network trouble pass; everything else needs a person.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StateError::Dynamo { reason, .. }
+            if reason.contains("Throttl") || reason.contains("could not be reached")
+                || reason.contains("ProvisionedThroughputExceeded"))
+            || matches!(self, StateError::Conflict { .. })
+    }
+}
+
+/// A job as stored, with the version its next conditional write must name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredJob {
+    pub job: Job,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A lease on one table of a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub table: String,
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+pub fn job_pk(job: &str) -> String {
+    format!("JOB#{job}")
+}
+
+pub fn table_sk(table: &TableRef) -> String {
+    format!("TABLE#{table}")
+}
+
+pub fn lease_sk(table: &TableRef) -> String {
+    format!("LEASE#{table}")
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+impl Store {
+    pub fn new(client: aws_sdk_dynamodb::Client, table: impl Into<String>) -> Store {
+        Store {
+            client,
+            table: table.into(),
+        }
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    fn dynamo_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StateError
+    where
+        E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        let reason = match &e {
+            SdkError::ServiceError(se) => {
+                let err = se.err();
+                match (err.code(), err.message()) {
+                    (Some("ResourceNotFoundException"), _) => {
+                        "the table does not exist; check LOADER_STATE_TABLE and the region".into()
+                    }
+                    (Some(c), Some(m)) => format!("{c}: {m}"),
+                    (Some(c), None) => c.to_string(),
+                    _ => crate::connect::error_chain(&e),
+                }
+            }
+            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
+                "DynamoDB could not be reached (network, VPC endpoint or NAT)".into()
+            }
+            _ => crate::connect::error_chain(&e),
+        };
+        StateError::Dynamo {
+            table: self.table.clone(),
+            operation,
+            reason,
+        }
+    }
+
+    /// The job, or `None` when it does not exist.
+    pub async fn get_job(&self, name: &str) -> Result<Option<StoredJob>, StateError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(name)))
+            .key("sk", s(CONFIG_SK))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("GetItem", e))?;
+        out.item().map(|item| self.decode_job(item)).transpose()
+    }
+
+    /// The job, or [`StateError::NoSuchJob`].
+    pub async fn require_job(&self, name: &str) -> Result<StoredJob, StateError> {
+        self.get_job(name)
+            .await?
+            .ok_or_else(|| StateError::NoSuchJob {
+                job: name.to_string(),
+            })
+    }
+
+    fn decode_job(&self, item: &Item) -> Result<StoredJob, StateError> {
+        let corrupt = |reason: String| StateError::Corrupt {
+            table: self.table.clone(),
+            pk: get_s(item, "pk").unwrap_or_default(),
+            sk: get_s(item, "sk").unwrap_or_default(),
+            reason,
+        };
+        let config = get_s(item, "config").ok_or_else(|| corrupt("no config".into()))?;
+        let job: Job =
+            serde_json::from_str(&config).map_err(|e| corrupt(format!("config: {e}")))?;
+        let version = get_n(item, "version").ok_or_else(|| corrupt("no version".into()))?;
+        let updated_at = get_s(item, "updated_at")
+            .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.with_timezone(&Utc))
+            .ok_or_else(|| corrupt("no updated_at".into()))?;
+        Ok(StoredJob {
+            job,
+            version,
+            updated_at,
+        })
+    }
+
+    /// Creates (`expected_version` None) or replaces the job, only if nobody changed it
+    /// since it was read. Returns the new version.
+    pub async fn put_job(
+        &self,
+        job: &Job,
+        expected_version: Option<u64>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StateError> {
+        let version = expected_version.map_or(1, |v| v + 1);
+        let config = serde_json::to_string(job).expect("a job always serializes");
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(job_pk(&job.name)))
+            .item("sk", s(CONFIG_SK))
+            .item("config", s(config))
+            .item("version", n(version))
+            .item("updated_at", s(now.to_rfc3339()));
+        put = match expected_version {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", n(v)),
+        };
+        match put.send().await {
+            Ok(_) => Ok(version),
+            Err(e) if is_condition_failed(&e) => Err(StateError::Conflict {
+                job: job.name.clone(),
+            }),
+            Err(e) => Err(self.dynamo_error("PutItem", e)),
+        }
+    }
+
+    /// Every job, sorted by name.
+    pub async fn list_jobs(&self) -> Result<Vec<StoredJob>, StateError> {
+        let mut jobs = Vec::new();
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("sk = :config")
+            .expression_attribute_values(":config", s(CONFIG_SK))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.dynamo_error("Scan", e))?;
+            for item in page.items() {
+                jobs.push(self.decode_job(item)?);
+            }
+        }
+        jobs.sort_by(|a, b| a.job.name.cmp(&b.job.name));
+        Ok(jobs)
+    }
+
+    /// Every item of a job (config, tables, leases, runs).
+    async fn job_items(&self, name: &str) -> Result<Vec<Item>, StateError> {
+        let mut items = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(job_pk(name)))
+            .consistent_read(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.dynamo_error("Query", e))?;
+            items.extend(page.items().iter().cloned());
+        }
+        Ok(items)
+    }
+
+    /// Leases on the job's tables that have not expired at `now`.
+    pub async fn held_leases(
+        &self,
+        name: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Lease>, StateError> {
+        let items = self.job_items(name).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let sk = get_s(item, "sk")?;
+                let table = sk.strip_prefix("LEASE#")?.to_string();
+                let expires_at = DateTime::from_timestamp(get_n(item, "expires_at")? as i64, 0)?;
+                let owner = get_s(item, "owner").unwrap_or_default();
+                (expires_at > now).then_some(Lease {
+                    table,
+                    owner,
+                    expires_at,
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes the job and all its state; refuses while a table is being loaded.
+    pub async fn delete_job(&self, name: &str, now: DateTime<Utc>) -> Result<(), StateError> {
+        self.require_job(name).await?;
+        if let Some(lease) = self.held_leases(name, now).await?.into_iter().next() {
+            return Err(StateError::LeaseHeld {
+                job: name.to_string(),
+                table: lease.table,
+                owner: lease.owner,
+                expires_at: lease.expires_at,
+            });
+        }
+        // The config goes first so no new run starts; then everything else.
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(name)))
+            .key("sk", s(CONFIG_SK))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("DeleteItem", e))?;
+        for item in self.job_items(name).await? {
+            let (Some(pk), Some(sk)) = (item.get("pk"), item.get("sk")) else {
+                continue;
+            };
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .key("pk", pk.clone())
+                .key("sk", sk.clone())
+                .send()
+                .await
+                .map_err(|e| self.dynamo_error("DeleteItem", e))?;
+        }
+        Ok(())
+    }
+
+    /// Stores a JSON document under `attribute` of the job's `TABLE#` item, leaving the
+    /// item's other attributes (mark, run results) alone.
+    pub async fn put_table_document(
+        &self,
+        job: &str,
+        table: &TableRef,
+        attribute: &str,
+        document: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .update_expression("SET #doc = :doc, updated_at = :now")
+            .expression_attribute_names("#doc", attribute)
+            .expression_attribute_values(":doc", s(document.to_string()))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// The JSON document under `attribute` of the job's `TABLE#` item, if any.
+    pub async fn get_table_document(
+        &self,
+        job: &str,
+        table: &TableRef,
+        attribute: &str,
+    ) -> Result<Option<serde_json::Value>, StateError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("GetItem", e))?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let Some(text) = get_s(item, attribute) else {
+            return Ok(None);
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| StateError::Corrupt {
+                table: self.table.clone(),
+                pk: job_pk(job),
+                sk: table_sk(table),
+                reason: format!("{attribute}: {e}"),
+            })
+    }
+}
+
+fn is_condition_failed<E, R>(e: &SdkError<E, R>) -> bool
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata,
+{
+    matches!(e, SdkError::ServiceError(se) if se.err().code() == Some("ConditionalCheckFailedException"))
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn get_s(item: &Item, key: &str) -> Option<String> {
+    item.get(key)?.as_s().ok().cloned()
+}
+
+fn get_n(item: &Item, key: &str) -> Option<u64> {
+    item.get(key)?.as_n().ok()?.parse().ok()
+}

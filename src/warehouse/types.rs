@@ -1,0 +1,1 @@
+//! Placeholder: helper-2 writes this module.
