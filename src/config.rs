@@ -502,9 +502,9 @@ impl Job {
                     format!("{} is listed twice (also tables[{first}])", table.source),
                 ));
             } else if let Some(first) =
-                destinations.insert(table.destination_name().to_lowercase(), i)
+                destinations.insert(table.destination_name().to_ascii_lowercase(), i)
             {
-                let dest = table.destination_name().to_lowercase();
+                let dest = table.destination_name().to_ascii_lowercase();
                 errors.push(err(
                     format!("{at}.destination"),
                     format!(

@@ -17,6 +17,9 @@ pub enum Error {
     /// A Lambda event the handler does not understand.
     #[error("invalid event: {0}")]
     Event(String),
+    /// A command line that cannot work as given.
+    #[error("{0}")]
+    Usage(String),
     /// A feature this build does not have yet.
     #[error("{0} is not available in this version of redshift-loader")]
     Unsupported(String),
@@ -39,6 +42,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Event(_)
+            | Error::Usage(_)
             | Error::Unsupported(_)
             | Error::File { .. }
             | Error::Config(_)
@@ -64,6 +68,7 @@ impl Error {
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Event(_) => "InvalidEvent",
+            Error::Usage(_) => "Usage",
             Error::Unsupported(_) => "Unsupported",
             Error::File { .. } => "File",
             Error::Config(_) => "InvalidConfig",

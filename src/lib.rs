@@ -2,15 +2,18 @@
 //!
 //! The library holds everything; `main.rs` only picks the front door (Lambda or CLI).
 
+pub mod app;
 pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod encode;
 pub mod error;
 pub mod lambda;
 pub mod logging;
 pub mod quote;
 pub mod secrets;
+pub mod setup;
 pub mod source;
 pub mod state;
 pub mod warehouse;

@@ -339,6 +339,72 @@ impl Store {
         Ok(())
     }
 
+    /// Removes attributes of the job's `TABLE#` item (no-op when absent).
+    pub async fn remove_table_attributes(
+        &self,
+        job: &str,
+        table: &TableRef,
+        attributes: &[&str],
+    ) -> Result<(), StateError> {
+        if attributes.is_empty() {
+            return Ok(());
+        }
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .condition_expression("attribute_exists(pk)");
+        let mut names = Vec::new();
+        for (i, a) in attributes.iter().enumerate() {
+            update = update.expression_attribute_names(format!("#a{i}"), *a);
+            names.push(format!("#a{i}"));
+        }
+        match update
+            .update_expression(format!("REMOVE {}", names.join(", ")))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.dynamo_error("UpdateItem", e)),
+        }
+    }
+
+    /// Forgets everything about one table of the job (setup's decisions, the mark, run
+    /// results); refuses while the table is being loaded.
+    pub async fn reset_table(
+        &self,
+        job: &str,
+        table: &TableRef,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let key = table.to_string();
+        if let Some(lease) = self
+            .held_leases(job, now)
+            .await?
+            .into_iter()
+            .find(|l| l.table == key)
+        {
+            return Err(StateError::LeaseHeld {
+                job: job.to_string(),
+                table: lease.table,
+                owner: lease.owner,
+                expires_at: lease.expires_at,
+            });
+        }
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("DeleteItem", e))?;
+        Ok(())
+    }
+
     /// The JSON document under `attribute` of the job's `TABLE#` item, if any.
     pub async fn get_table_document(
         &self,

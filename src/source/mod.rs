@@ -1,3 +1,36 @@
-//! The PostgreSQL side: connecting, introspection, extraction.
+//! The PostgreSQL side: the pinned session every read runs in, introspection,
+//! extraction.
 
 pub mod schema;
+
+use crate::connect::{self, ConnectError};
+use crate::secrets::{DbConfig, Role};
+
+/// Session settings that make the source's text output stable and Redshift-friendly:
+/// timestamps in UTC and ISO, floats with every digit, reads that cannot write, and a
+/// bound on how long one statement may hold the production database.
+pub const SESSION_SETTINGS: &str = "SET TimeZone = 'UTC'; \
+     SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'postgres'; \
+     SET extra_float_digits = 3; \
+     SET bytea_output = 'hex'; \
+     SET default_transaction_read_only = on; \
+     SET application_name = 'redshift-loader'";
+
+/// Opens a source session with [`SESSION_SETTINGS`] applied.
+pub async fn open(db: &DbConfig) -> Result<tokio_postgres::Client, ConnectError> {
+    let client = connect::connect(Role::Source, db).await?;
+    client
+        .batch_execute(SESSION_SETTINGS)
+        .await
+        .map_err(|e| ConnectError::Connect {
+            role: Role::Source,
+            target: db.describe(),
+            reason: format!(
+                "setting up the session failed: {}",
+                connect::error_chain(&e)
+            ),
+            code: e.code().map(|c| c.code().to_string()),
+        })?;
+    Ok(client)
+}

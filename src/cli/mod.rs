@@ -1,0 +1,131 @@
+//! The operators' command line. Output for people goes to stdout as tables (or JSON
+//! with `--json`); logs go to stderr; errors print as `error: <what>` and exit 1.
+
+mod jobs;
+mod render;
+mod setup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::TableRef;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "redshift-loader",
+    version,
+    about = "Keeps an analytics replica of PostgreSQL tables in Amazon Redshift",
+    long_about = "Keeps an analytics replica of PostgreSQL tables in Amazon Redshift.\n\n\
+                  The same binary runs as the AWS Lambda function (when AWS_LAMBDA_RUNTIME_API \
+                  is set) and as this command line for operators. It reads LOADER_STATE_TABLE \
+                  and the standard AWS variables (region, credentials, AWS_ENDPOINT_URL*).",
+    arg_required_else_help = true
+)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, inspect and delete jobs (stored in DynamoDB).
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+    /// Read the source tables, create or evolve them in Redshift, and store the keys
+    /// and copy mode every run uses.
+    Setup(SetupArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum JobsCommand {
+    /// Create or update a job from a YAML or JSON file; prints what changed.
+    Apply {
+        /// The job file (`.json` is JSON, anything else YAML).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Show the change without storing it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List the jobs.
+    List,
+    /// Show one job as stored, with setup's decisions for each table.
+    Show { name: String },
+    /// Delete a job and all its state (refused while one of its tables is loading).
+    Delete { name: String },
+}
+
+#[derive(Debug, Args)]
+struct SetupArgs {
+    /// The job's name.
+    job: String,
+    /// Only this table (`schema.table`); repeat for more. Default: every enabled table.
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<TableRef>,
+    /// Print the DDL it would run; change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Drop and recreate the named tables in Redshift and forget their state, so the
+    /// next run reloads them from scratch. Needs --table.
+    #[arg(long, requires = "tables")]
+    rebuild: bool,
+}
+
+/// Parses the command line and runs it; the exit code says whether it worked.
+pub fn main() -> ExitCode {
+    crate::logging::init(false);
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> crate::Result<ExitCode> {
+    let out = render::Output { json: cli.json };
+    match cli.command {
+        Command::Jobs(JobsCommand::Apply { file, dry_run }) => {
+            jobs::apply(&out, &file, dry_run).await
+        }
+        Command::Jobs(JobsCommand::List) => jobs::list(&out).await,
+        Command::Jobs(JobsCommand::Show { name }) => jobs::show(&out, &name).await,
+        Command::Jobs(JobsCommand::Delete { name }) => jobs::delete(&out, &name).await,
+        Command::Setup(args) => {
+            let options = crate::setup::Options {
+                tables: args.tables,
+                dry_run: args.dry_run,
+                rebuild: args.rebuild,
+            };
+            setup::run(&out, &args.job, &options).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

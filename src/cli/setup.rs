@@ -1,0 +1,128 @@
+//! `setup JOB [--table T] [--dry-run] [--rebuild]`.
+
+use std::process::ExitCode;
+
+use chrono::Utc;
+
+use super::render::{table, Output};
+use crate::app::App;
+use crate::setup::{self, Options, Outcome};
+
+pub async fn run(out: &Output, job: &str, options: &Options) -> crate::Result<ExitCode> {
+    let app = App::from_env().await?;
+    let stored = app.store.require_job(job).await?;
+    let outcomes = setup::run(&app, &stored.job, options, Utc::now()).await?;
+    let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+    if out.json {
+        let list: Vec<_> = outcomes.iter().map(outcome_json).collect();
+        out.print_json(
+            &serde_json::json!({"job": job, "dry_run": options.dry_run, "tables": list}),
+        );
+    } else if options.dry_run {
+        for o in &outcomes {
+            match &o.result {
+                Ok(plan) if plan.statements.is_empty() => {
+                    println!("-- {}: nothing to change", o.table)
+                }
+                Ok(plan) => {
+                    println!("-- {}", o.table);
+                    for s in &plan.statements {
+                        println!("{s};");
+                    }
+                }
+                Err(e) => println!("-- {}: error: {e}", o.table),
+            }
+            println!();
+        }
+    } else {
+        print_report(&outcomes);
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} table(s) could not be set up; see above",
+            outcomes.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(outcomes: &[Outcome]) {
+    let mut t = table([
+        "table",
+        "redshift table",
+        "mode",
+        "primary key",
+        "updated key",
+        "changes",
+    ]);
+    let mut details = Vec::new();
+    for o in outcomes {
+        match &o.result {
+            Ok(plan) => {
+                let d = &plan.decisions;
+                t.add_row(vec![
+                    o.table.to_string(),
+                    d.destination.to_string(),
+                    format!("{}\n({})", d.copy_mode.value, d.copy_mode.why),
+                    format!(
+                        "{}\n({})",
+                        d.primary_key.value.join(", "),
+                        d.primary_key.why
+                    ),
+                    format!(
+                        "{}\n({})",
+                        d.updated_key.value.clone().unwrap_or_else(|| "-".into()),
+                        d.updated_key.why
+                    ),
+                    if plan.changes.is_empty() {
+                        "up to date".into()
+                    } else {
+                        plan.changes.join("\n")
+                    },
+                ]);
+                let mut cols = table(["column", "source type", "redshift type", "note"]);
+                for c in &d.columns {
+                    cols.add_row(vec![
+                        c.name.clone(),
+                        c.source_type.clone(),
+                        c.redshift_type.clone(),
+                        if c.dropped {
+                            "gone from the source".into()
+                        } else {
+                            c.reason.clone().unwrap_or_default()
+                        },
+                    ]);
+                }
+                details.push((o.table.to_string(), cols, d.warnings.clone()));
+            }
+            Err(e) => {
+                t.add_row(vec![
+                    o.table.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("FAILED: {e}"),
+                ]);
+            }
+        }
+    }
+    println!("{t}");
+    for (name, cols, warnings) in details {
+        println!("\n{name}\n{cols}");
+        for w in warnings {
+            println!("warning: {w}");
+        }
+    }
+}
+
+fn outcome_json(o: &Outcome) -> serde_json::Value {
+    match &o.result {
+        Ok(plan) => serde_json::json!({
+            "table": o.table, "ok": true, "decisions": plan.decisions,
+            "statements": plan.statements, "changes": plan.changes,
+        }),
+        Err(e) => serde_json::json!({"table": o.table, "ok": false, "error": e.to_string()}),
+    }
+}

@@ -1,0 +1,115 @@
+//! A per-test world on the shared stack: its own source and warehouse databases, state
+//! table and bucket, and the loader's `App` wired to them exactly as the environment
+//! printed by `testkit up` would wire it.
+
+use std::collections::HashMap;
+
+use redshift_loader::app::App;
+use redshift_loader::aws::{Clients, Settings};
+use redshift_loader::config::{Format, Job};
+use testkit::stack::{shared, EnvNames, Stack};
+
+pub struct World {
+    pub stack: &'static Stack,
+    pub names: EnvNames,
+    pub env: Vec<(String, String)>,
+    pub app: App,
+}
+
+impl World {
+    pub async fn new() -> World {
+        let stack = shared();
+        let names = EnvNames {
+            state_table: stack.state_table().await.unwrap(),
+            bucket: stack.moto.create_bucket().await.unwrap(),
+            source_db: stack.source_db().await.unwrap(),
+            warehouse_db: stack.warehouse_db().await.unwrap(),
+        };
+        let env = stack.env(&names);
+        let lookup: HashMap<String, String> = env.iter().cloned().collect();
+        let settings = Settings::from_lookup(|k| lookup.get(k).cloned());
+        let clients = Clients::new(&stack.moto.sdk_config().await, &settings);
+        let app = App::new(settings, clients).unwrap();
+        World {
+            stack,
+            names,
+            env,
+            app,
+        }
+    }
+
+    /// The source database, directly.
+    pub async fn source(&self) -> tokio_postgres::Client {
+        self.stack
+            .source
+            .connect(&self.names.source_db)
+            .await
+            .unwrap()
+    }
+
+    /// The PostgreSQL database behind the emulator, directly: what Redshift really holds.
+    pub async fn warehouse(&self) -> tokio_postgres::Client {
+        self.stack
+            .warehouse
+            .connect(&self.names.warehouse_db)
+            .await
+            .unwrap()
+    }
+
+    pub fn source_url(&self) -> String {
+        self.stack.source.url(&self.names.source_db)
+    }
+
+    pub fn redshift_url(&self) -> String {
+        self.stack.redshift_url(&self.names.warehouse_db)
+    }
+
+    /// A job file (YAML) for this world's databases, with `tables` (a YAML list,
+    /// indented by two spaces) appended.
+    pub fn job_yaml(&self, name: &str, tables: &str) -> String {
+        format!(
+            "name: {name}\n\
+             source:\n  url: {}\n\
+             destination:\n  url: {}\n  schema: analytics\n  iam_role: arn:aws:iam::123456789012:role/redshift-copy\n\
+             frequency: 300\n\
+             tables:\n{tables}",
+            self.source_url(),
+            self.redshift_url()
+        )
+    }
+
+    pub fn job(&self, name: &str, tables: &str) -> Job {
+        Job::parse(&self.job_yaml(name, tables), Format::Yaml)
+            .unwrap_or_else(|e| panic!("test job does not parse: {e}"))
+    }
+
+    /// Stores the job (creating it) and returns it.
+    pub async fn apply(&self, name: &str, tables: &str) -> Job {
+        let job = self.job(name, tables);
+        self.app
+            .store
+            .put_job(&job, None, chrono::Utc::now())
+            .await
+            .unwrap();
+        job
+    }
+
+    /// Runs the CLI binary with this world's environment.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("the redshift-loader binary runs")
+    }
+}
+
+/// stdout and stderr of a CLI run, for assertion messages.
+pub fn text(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
