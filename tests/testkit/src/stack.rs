@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, Result};
 
-use crate::emulator::{EmulatorConfig, RedshiftEmulator};
 use crate::invoke::InvokeRecorder;
 use crate::moto::Moto;
 use crate::pg::PgCluster;
+use crate::redshift::{EmulatorConfig, RedshiftEmulator};
 
 #[derive(Debug)]
 pub struct Stack {

@@ -1,0 +1,746 @@
+//! PURE: the parts of `COPY ... FROM 's3://...'` that do not touch the network — the
+//! options, a streaming CSV reader with Redshift's rules, and per-column validation
+//! with Redshift's `stl_load_errors` reasons.
+
+use super::sql::Refusal;
+
+/// What a COPY statement asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopySpec {
+    pub manifest: bool,
+    pub compression: Compression,
+    pub delimiter: u8,
+    pub quote: u8,
+    pub null_as: String,
+    pub ignore_header: u64,
+    pub empty_as_null: bool,
+    pub blanks_as_null: bool,
+    pub truncate_columns: bool,
+    pub accept_inv_chars: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Checks and collects the options of a COPY from S3.
+pub fn spec(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
+    let mut spec = CopySpec {
+        manifest: false,
+        compression: Compression::None,
+        delimiter: b',',
+        quote: b'"',
+        null_as: String::new(),
+        ignore_header: 0,
+        empty_as_null: false,
+        blanks_as_null: false,
+        truncate_columns: false,
+        accept_inv_chars: false,
+    };
+    let mut csv = false;
+    let mut role = false;
+    let mut null_set = false;
+    for (name, value) in options {
+        let v = value.as_deref();
+        match name.as_str() {
+            "IAM_ROLE" => {
+                match v {
+                    Some(arn) if arn == "DEFAULT" || arn.starts_with("arn:aws") && arn.contains(":role/") => {}
+                    _ => return Err(refuse("XX000", format!("Invalid IAM_ROLE {:?}: expected 'arn:aws:iam::<account>:role/<name>' or default", v.unwrap_or("")))),
+                }
+                role = true;
+            }
+            "ACCESS_KEY_ID" | "SECRET_ACCESS_KEY" | "SESSION_TOKEN" | "CREDENTIALS" | "WITH" => {
+                return Err(refuse(
+                    "0A000",
+                    "COPY with access keys in the statement is refused: they end up in stl_query and in logs; use IAM_ROLE",
+                ))
+            }
+            "CSV" => csv = true,
+            "FORMAT" => match v {
+                Some("CSV") => csv = true,
+                Some(f) => return Err(refuse("0A000", format!("FORMAT {f} is not emulated; the Redshift emulator loads CSV"))),
+                None => {}
+            },
+            "GZIP" => spec.compression = Compression::Gzip,
+            "ZSTD" => spec.compression = Compression::Zstd,
+            "BZIP2" | "LZOP" => return Err(refuse("0A000", format!("{name} is not emulated; use GZIP or ZSTD"))),
+            "MANIFEST" => spec.manifest = true,
+            "DELIMITER" => spec.delimiter = one_byte(name, v)?,
+            "QUOTE" => spec.quote = one_byte(name, v)?,
+            "NULL" => {
+                spec.null_as = v.unwrap_or("").to_string();
+                null_set = true;
+            }
+            "IGNOREHEADER" => {
+                spec.ignore_header = v
+                    .and_then(|n| n.parse().ok())
+                    .ok_or_else(|| refuse("42601", "IGNOREHEADER needs a number of lines"))?
+            }
+            "TIMEFORMAT" | "DATEFORMAT" => match v {
+                Some(f) if f.eq_ignore_ascii_case("auto") => {}
+                Some(f) => return Err(refuse("0A000", format!("{name} '{f}' is not emulated; use 'auto'"))),
+                None => return Err(refuse("42601", format!("{name} needs a format"))),
+            },
+            "REGION" => {
+                if v.is_none() {
+                    return Err(refuse("42601", "REGION needs a region name"));
+                }
+            }
+            "COMPUPDATE" | "STATUPDATE" => match v {
+                None | Some("ON" | "OFF" | "TRUE" | "FALSE" | "PRESET") => {}
+                Some(o) => return Err(refuse("42601", format!("{name} takes ON or OFF, not {o}"))),
+            },
+            "EMPTYASNULL" => spec.empty_as_null = true,
+            "BLANKSASNULL" => spec.blanks_as_null = true,
+            "TRUNCATECOLUMNS" => spec.truncate_columns = true,
+            "ACCEPTINVCHARS" => spec.accept_inv_chars = true,
+            "MAXERROR" => {
+                if v != Some("0") {
+                    return Err(refuse("0A000", "MAXERROR other than 0 is not emulated"));
+                }
+            }
+            other => return Err(refuse("42601", format!("syntax error at or near \"{other}\" in COPY"))),
+        }
+    }
+    if !role {
+        return Err(refuse(
+            "XX000",
+            "Missing credentials for COPY from Amazon S3: specify IAM_ROLE 'arn:aws:iam::<account>:role/<name>'",
+        ));
+    }
+    if !csv {
+        return Err(refuse(
+            "0A000",
+            "COPY without CSV is not emulated; the Redshift emulator loads CSV",
+        ));
+    }
+    if !null_set {
+        spec.null_as = String::new();
+    }
+    Ok(spec)
+}
+
+fn one_byte(name: &str, v: Option<&str>) -> Result<u8, Refusal> {
+    match v.map(str::as_bytes) {
+        Some([b]) => Ok(*b),
+        _ => Err(refuse(
+            "42601",
+            format!("{name} must be a single character"),
+        )),
+    }
+}
+
+/// One CSV field: its bytes and whether it was quoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    pub bytes: Vec<u8>,
+    pub quoted: bool,
+}
+
+/// One record with the line it started on and its raw text (first 1024 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    pub line: u64,
+    pub fields: Vec<Field>,
+    pub raw: Vec<u8>,
+}
+
+/// A malformed line, with what Redshift says about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvError {
+    pub line: u64,
+    pub raw: Vec<u8>,
+    pub code: i32,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    Start,
+    Unquoted,
+    Quoted,
+    QuoteInQuoted,
+    Cr,
+}
+
+/// A push CSV reader: feed bytes in any pieces, get whole records.
+#[derive(Debug)]
+pub struct CsvReader {
+    delim: u8,
+    quote: u8,
+    st: St,
+    field: Field,
+    fields: Vec<Field>,
+    raw: Vec<u8>,
+    line: u64,
+    record_line: u64,
+}
+
+const RAW_MAX: usize = 1024;
+
+impl CsvReader {
+    pub fn new(delim: u8, quote: u8) -> CsvReader {
+        CsvReader {
+            delim,
+            quote,
+            st: St::Start,
+            field: Field {
+                bytes: Vec::new(),
+                quoted: false,
+            },
+            fields: Vec::new(),
+            raw: Vec::new(),
+            line: 1,
+            record_line: 1,
+        }
+    }
+
+    pub fn feed(
+        &mut self,
+        input: &[u8],
+        mut on_record: impl FnMut(Record) -> Result<(), CsvError>,
+    ) -> Result<(), CsvError> {
+        for &b in input {
+            if self.raw.len() < RAW_MAX && b != b'\n' && b != b'\r' {
+                self.raw.push(b);
+            }
+            match self.st {
+                St::Start | St::Unquoted => {
+                    if b == self.quote && self.st == St::Start {
+                        self.field.quoted = true;
+                        self.st = St::Quoted;
+                    } else if b == self.delim {
+                        self.end_field();
+                        self.st = St::Start;
+                    } else if b == b'\n' {
+                        self.end_record(&mut on_record)?;
+                    } else if b == b'\r' {
+                        self.st = St::Cr;
+                    } else if b == self.quote {
+                        return Err(self.error(1214, "Invalid quote formatting for CSV"));
+                    } else {
+                        self.field.bytes.push(b);
+                        self.st = St::Unquoted;
+                    }
+                }
+                St::Quoted => {
+                    if b == self.quote {
+                        self.st = St::QuoteInQuoted;
+                    } else {
+                        if b == b'\n' {
+                            self.line += 1;
+                        }
+                        self.field.bytes.push(b);
+                    }
+                }
+                St::QuoteInQuoted => {
+                    if b == self.quote {
+                        self.field.bytes.push(b);
+                        self.st = St::Quoted;
+                    } else if b == self.delim {
+                        self.end_field();
+                        self.st = St::Start;
+                    } else if b == b'\n' {
+                        self.end_record(&mut on_record)?;
+                    } else if b == b'\r' {
+                        self.st = St::Cr;
+                    } else {
+                        return Err(self.error(1214, "Invalid quote formatting for CSV"));
+                    }
+                }
+                St::Cr => {
+                    if b == b'\n' {
+                        self.end_record(&mut on_record)?;
+                    } else {
+                        return Err(self.error(1214, "Invalid quote formatting for CSV"));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of one file: a last line without a newline is a record too.
+    pub fn finish(
+        &mut self,
+        mut on_record: impl FnMut(Record) -> Result<(), CsvError>,
+    ) -> Result<(), CsvError> {
+        match self.st {
+            St::Quoted => Err(self.error(1214, "Unterminated quoted field at end of file")),
+            St::Start
+                if self.fields.is_empty() && self.field.bytes.is_empty() && !self.field.quoted =>
+            {
+                Ok(())
+            }
+            _ => self.end_record(&mut on_record),
+        }
+    }
+
+    fn error(&self, code: i32, reason: &str) -> CsvError {
+        CsvError {
+            line: self.record_line,
+            raw: self.raw.clone(),
+            code,
+            reason: reason.to_string(),
+        }
+    }
+
+    fn end_field(&mut self) {
+        let f = std::mem::replace(
+            &mut self.field,
+            Field {
+                bytes: Vec::new(),
+                quoted: false,
+            },
+        );
+        self.fields.push(f);
+    }
+
+    fn end_record(
+        &mut self,
+        on_record: &mut impl FnMut(Record) -> Result<(), CsvError>,
+    ) -> Result<(), CsvError> {
+        self.end_field();
+        let record = Record {
+            line: self.record_line,
+            fields: std::mem::take(&mut self.fields),
+            raw: std::mem::take(&mut self.raw),
+        };
+        self.line += 1;
+        self.record_line = self.line;
+        self.st = St::Start;
+        on_record(record)
+    }
+}
+
+/// A target column as the backend describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `pg_type.typname`: `varchar`, `bpchar`, `int4`, `numeric`, `jsonb`, ...
+    pub typname: String,
+    pub typmod: i32,
+    pub not_null: bool,
+}
+
+/// Why a field cannot load: Redshift's error code and reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub code: i32,
+    pub reason: String,
+}
+
+fn ferr(code: i32, reason: impl Into<String>) -> FieldError {
+    FieldError {
+        code,
+        reason: reason.into(),
+    }
+}
+
+/// Converts one field for the backend's `COPY ... FROM STDIN (FORMAT csv)`: `None` is
+/// NULL, else the value's text. Applies Redshift's rules where PostgreSQL's differ.
+pub fn convert(
+    col: &Column,
+    field: &Field,
+    spec: &CopySpec,
+) -> Result<Option<Vec<u8>>, FieldError> {
+    let is_text = matches!(col.typname.as_str(), "varchar" | "bpchar" | "text");
+    let mut bytes = field.bytes.clone();
+    let mut null = !field.quoted && bytes == spec.null_as.as_bytes();
+    if !null && bytes.is_empty() && (!is_text || spec.empty_as_null) {
+        null = true;
+    }
+    if !null && spec.blanks_as_null && !bytes.is_empty() && bytes.iter().all(|b| *b == b' ') {
+        null = true;
+    }
+    if null {
+        if col.not_null {
+            return Err(ferr(1213, "Missing data for not-null field"));
+        }
+        return Ok(None);
+    }
+    if std::str::from_utf8(&bytes).is_err() {
+        if spec.accept_inv_chars {
+            bytes = String::from_utf8_lossy(&bytes)
+                .replace('\u{FFFD}', "?")
+                .into_bytes();
+        } else {
+            return Err(ferr(
+                1220,
+                "String contains invalid or unsupported UTF8 codepoints",
+            ));
+        }
+    }
+    let text = String::from_utf8(bytes).expect("checked above");
+    let value = text.as_str();
+    match col.typname.as_str() {
+        "varchar" => {
+            let limit = (col.typmod - 4).max(0) as usize;
+            if col.typmod > 4 && value.len() > limit {
+                if spec.truncate_columns {
+                    return Ok(Some(cut(value, limit).as_bytes().to_vec()));
+                }
+                return Err(ferr(1204, "String length exceeds DDL length"));
+            }
+        }
+        "bpchar" => {
+            if value.len() != value.chars().count() {
+                return Err(ferr(
+                    1220,
+                    "Multibyte character not supported for CHAR (Hint: try using VARCHAR)",
+                ));
+            }
+            let limit = (col.typmod - 4).max(0) as usize;
+            if col.typmod > 4 && value.trim_end_matches(' ').len() > limit {
+                if spec.truncate_columns {
+                    return Ok(Some(value.as_bytes()[..limit].to_vec()));
+                }
+                return Err(ferr(1204, "String length exceeds DDL length"));
+            }
+        }
+        "int2" | "int4" | "int8" => {
+            let (min, max, name) = match col.typname.as_str() {
+                "int2" => (i16::MIN as i128, i16::MAX as i128, "Short"),
+                "int4" => (i32::MIN as i128, i32::MAX as i128, "Integer"),
+                _ => (i64::MIN as i128, i64::MAX as i128, "Long"),
+            };
+            let t = value.trim();
+            if let Some(pos) = t
+                .char_indices()
+                .position(|(i, c)| !(c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+'))))
+                .or(if t.is_empty() || t == "-" || t == "+" {
+                    Some(0)
+                } else {
+                    None
+                })
+            {
+                return Err(ferr(
+                    1207,
+                    format!(
+                        "Invalid digit, Value '{}', Pos {pos}, Type: {name}",
+                        t.chars().nth(pos).unwrap_or(' ')
+                    ),
+                ));
+            }
+            match t.parse::<i128>() {
+                Ok(n) if (min..=max).contains(&n) => {}
+                _ => {
+                    return Err(ferr(
+                        1216,
+                        format!("Overflow, Value '{t}', Pos 0, Type: {name}"),
+                    ))
+                }
+            }
+        }
+        "numeric" => {
+            let t = value.trim();
+            let digits = t.trim_start_matches(['-', '+']);
+            let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+            if digits.is_empty() || !int.chars().chain(frac.chars()).all(|c| c.is_ascii_digit()) {
+                return Err(ferr(
+                    1207,
+                    format!("Invalid digit, Value '{t}', Pos 0, Type: Decimal"),
+                ));
+            }
+            if col.typmod > 4 {
+                let m = col.typmod - 4;
+                let (p, s) = ((m >> 16) & 0xffff, m & 0xffff);
+                let int_digits = int.trim_start_matches('0').len() as i32;
+                if int_digits > p - s {
+                    return Err(ferr(1216, format!("Numeric data overflow (result precision), Value '{t}', Type: DECIMAL({p},{s})")));
+                }
+            }
+        }
+        "bool" => {
+            let t = value.trim().to_ascii_lowercase();
+            if !matches!(
+                t.as_str(),
+                "t" | "f" | "true" | "false" | "1" | "0" | "y" | "n" | "yes" | "no"
+            ) {
+                return Err(ferr(1218, format!("Invalid boolean value '{value}'")));
+            }
+        }
+        "date" | "timestamp" | "timestamptz" => {
+            let t = value.trim().to_ascii_lowercase();
+            if t.contains("infinity")
+                || matches!(
+                    t.as_str(),
+                    "epoch" | "now" | "today" | "tomorrow" | "yesterday" | "allballs"
+                )
+            {
+                return Err(ferr(
+                    1206,
+                    format!("Invalid timestamp format or value [{value}]"),
+                ));
+            }
+            if !t.starts_with(|c: char| c.is_ascii_digit()) {
+                return Err(ferr(
+                    1206,
+                    format!("Invalid timestamp format or value [{value}]"),
+                ));
+            }
+        }
+        "jsonb" => {
+            if serde_json::from_str::<serde_json::Value>(value).is_err() {
+                return Err(ferr(1224, "Invalid JSON value for a SUPER column"));
+            }
+            if value.len() > 16 * 1024 * 1024 {
+                return Err(ferr(1224, "SUPER value exceeds 16 MB"));
+            }
+        }
+        "bytea" => {
+            let hex = value.trim();
+            if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ferr(1207, "Invalid hex value for a VARBYTE column"));
+            }
+            return Ok(Some(format!("\\x{hex}").into_bytes()));
+        }
+        _ => {}
+    }
+    Ok(Some(text.into_bytes()))
+}
+
+fn cut(s: &str, max: usize) -> &str {
+    let mut end = max.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Appends one PostgreSQL CSV field (NULL as the unquoted `\N`, values quoted).
+pub fn push_pg_field(out: &mut Vec<u8>, value: Option<&[u8]>) {
+    match value {
+        None => out.extend_from_slice(b"\\N"),
+        Some(v) => {
+            out.push(b'"');
+            for &b in v {
+                if b == b'"' {
+                    out.push(b'"');
+                }
+                out.push(b);
+            }
+            out.push(b'"');
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(list: &[(&str, Option<&str>)]) -> Vec<(String, Option<String>)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    fn csv_spec() -> CopySpec {
+        spec(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+            ("CSV", None),
+            ("NULL", Some("\\N")),
+        ]))
+        .unwrap()
+    }
+
+    #[test]
+    fn options_need_a_role_and_csv_and_refuse_keys() {
+        assert!(spec(&opts(&[("CSV", None)]))
+            .unwrap_err()
+            .message
+            .contains("IAM_ROLE"));
+        assert!(
+            spec(&opts(&[("CSV", None), ("ACCESS_KEY_ID", Some("AKIA"))]))
+                .unwrap_err()
+                .message
+                .contains("use IAM_ROLE")
+        );
+        assert!(spec(&opts(&[("IAM_ROLE", Some("arn:aws:iam::1:role/r"))]))
+            .unwrap_err()
+            .message
+            .contains("CSV"));
+        let s = spec(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+            ("FORMAT", Some("CSV")),
+            ("GZIP", None),
+            ("MANIFEST", None),
+            ("DELIMITER", Some("|")),
+            ("IGNOREHEADER", Some("2")),
+            ("TIMEFORMAT", Some("auto")),
+            ("COMPUPDATE", Some("OFF")),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (s.compression, s.manifest, s.delimiter, s.ignore_header),
+            (Compression::Gzip, true, b'|', 2)
+        );
+        assert!(spec(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+            ("CSV", None),
+            ("BOGUS", None)
+        ]))
+        .is_err());
+    }
+
+    fn records(input: &[u8], pieces: usize) -> Vec<Record> {
+        let mut r = CsvReader::new(b',', b'"');
+        let mut out = Vec::new();
+        for chunk in input.chunks(pieces) {
+            r.feed(chunk, |rec| {
+                out.push(rec);
+                Ok(())
+            })
+            .unwrap();
+        }
+        r.finish(|rec| {
+            out.push(rec);
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn csv_reader_handles_quotes_newlines_and_any_split() {
+        let input = b"1,\"a,b\",\\N\n2,\"x\"\"y\nz\",\"\"\r\n3,plain,";
+        for pieces in [1, 2, 3, 100] {
+            let recs = records(input, pieces);
+            assert_eq!(recs.len(), 3);
+            assert_eq!(recs[0].fields[1].bytes, b"a,b");
+            assert!(!recs[0].fields[2].quoted);
+            assert_eq!(recs[1].fields[1].bytes, b"x\"y\nz");
+            assert_eq!(
+                recs[1].fields[2],
+                Field {
+                    bytes: vec![],
+                    quoted: true
+                }
+            );
+            assert_eq!(
+                (recs[1].line, recs[2].line),
+                (2, 4),
+                "a quoted newline is a line too"
+            );
+            assert_eq!(recs[2].fields[2].bytes, b"");
+        }
+    }
+
+    fn col(typname: &str, typmod: i32, not_null: bool) -> Column {
+        Column {
+            name: "c".into(),
+            typname: typname.into(),
+            typmod,
+            not_null,
+        }
+    }
+
+    fn conv(c: &Column, bytes: &str, quoted: bool) -> Result<Option<String>, FieldError> {
+        convert(
+            c,
+            &Field {
+                bytes: bytes.as_bytes().to_vec(),
+                quoted,
+            },
+            &csv_spec(),
+        )
+        .map(|v| v.map(|b| String::from_utf8(b).unwrap()))
+    }
+
+    #[test]
+    fn nulls_and_empties_follow_redshift() {
+        let v = col("varchar", 14, false);
+        assert_eq!(conv(&v, "\\N", false), Ok(None));
+        assert_eq!(
+            conv(&v, "\\N", true),
+            Ok(Some("\\N".into())),
+            "a quoted \\N is text"
+        );
+        assert_eq!(conv(&v, "", true), Ok(Some(String::new())));
+        assert_eq!(
+            conv(&col("int4", -1, false), "", false),
+            Ok(None),
+            "empty loads as NULL into non-text"
+        );
+        assert_eq!(
+            conv(&col("int4", -1, true), "\\N", false).unwrap_err().code,
+            1213
+        );
+    }
+
+    #[test]
+    fn values_are_checked_as_redshift_checks_them() {
+        assert_eq!(
+            conv(&col("varchar", 4 + 4, false), "ééé", true)
+                .unwrap_err()
+                .reason,
+            "String length exceeds DDL length"
+        );
+        assert_eq!(
+            conv(&col("varchar", 4 + 6, false), "ééé", true),
+            Ok(Some("ééé".into()))
+        );
+        assert_eq!(
+            conv(&col("bpchar", 4 + 3, false), "é", true)
+                .unwrap_err()
+                .code,
+            1220
+        );
+        assert_eq!(
+            conv(&col("int4", -1, false), "12x", false)
+                .unwrap_err()
+                .reason,
+            "Invalid digit, Value 'x', Pos 2, Type: Integer"
+        );
+        assert_eq!(
+            conv(&col("int2", -1, false), "40000", false)
+                .unwrap_err()
+                .code,
+            1216
+        );
+        assert_eq!(
+            conv(&col("int8", -1, false), "-9223372036854775808", false),
+            Ok(Some("-9223372036854775808".into()))
+        );
+        let dec = col("numeric", ((5 << 16) | 2) + 4, false);
+        assert_eq!(conv(&dec, "999.99", false), Ok(Some("999.99".into())));
+        assert_eq!(conv(&dec, "1000.5", false).unwrap_err().code, 1216);
+        assert_eq!(
+            conv(&col("bool", -1, false), "maybe", false)
+                .unwrap_err()
+                .code,
+            1218
+        );
+        assert_eq!(
+            conv(&col("timestamptz", -1, false), "infinity", false)
+                .unwrap_err()
+                .code,
+            1206
+        );
+        assert_eq!(
+            conv(&col("jsonb", -1, false), "{\"a\":", true)
+                .unwrap_err()
+                .code,
+            1224
+        );
+        assert_eq!(
+            conv(&col("bytea", -1, false), "0aff", true),
+            Ok(Some("\\x0aff".into()))
+        );
+        assert_eq!(
+            conv(&col("bytea", -1, false), "0g", true).unwrap_err().code,
+            1207
+        );
+    }
+}
