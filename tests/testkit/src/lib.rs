@@ -6,14 +6,13 @@
 //! - [`moto::Moto`]: `moto_server` for the S3, DynamoDB, Lambda, Scheduler, Secrets
 //!   Manager and SSM APIs;
 //! - [`invoke::InvokeRecorder`]: answers Lambda `Invoke` with 202 and keeps the payloads;
-//! - [`emulator::RedshiftEmulator`]: a PostgreSQL wire-protocol proxy that behaves like
+//! - [`redshift::RedshiftEmulator`]: a PostgreSQL wire-protocol proxy that behaves like
 //!   Redshift for what the loader sends.
 //!
 //! Child processes are started with a parent-death signal from a thread that lives as
 //! long as the process, so a test binary that exits (or is killed) leaves no server
 //! behind.
 
-pub mod emulator;
 pub mod invoke;
 pub mod moto;
 pub mod pg;

@@ -115,7 +115,7 @@ async fn backend_session(
         ("database".to_string(), database.to_string()),
         (
             "options".to_string(),
-            "-c TimeZone=UTC -c standard_conforming_strings=off -c DateStyle=ISO,MDY".to_string(),
+            "-c TimeZone=UTC -c standard_conforming_strings=off -c escape_string_warning=off -c DateStyle=ISO,MDY".to_string(),
         ),
         (
             "application_name".to_string(),
@@ -250,6 +250,9 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
         database,
         status: b'I',
         values: Session::default(),
+        last_parsed: None,
+        array_statements: Default::default(),
+        refused_until_sync: None,
     };
     session.run().await
 }
@@ -261,6 +264,12 @@ struct Sess {
     database: String,
     status: u8,
     values: Session,
+    /// The statement named by the last Parse, until the backend describes it.
+    last_parsed: Option<String>,
+    /// Prepared statements whose parameters include an array type.
+    array_statements: std::collections::HashSet<String>,
+    /// Set when a Bind was refused: client messages are dropped until Sync.
+    refused_until_sync: Option<Refusal>,
 }
 
 /// A load failure: what goes into `stl_load_errors` and the client's error.
@@ -278,6 +287,29 @@ struct LoadFailure {
 impl Sess {
     async fn run(&mut self) -> Result<()> {
         while let Some(m) = wire::read_message(&mut self.client).await? {
+            if let Some(r) = self.refused_until_sync.clone() {
+                if m.tag == b'S' {
+                    self.refused_until_sync = None;
+                    self.raise(&r).await?;
+                    wire::write(&mut self.client, &[wire::ready_for_query(self.status)]).await?;
+                }
+                continue;
+            }
+            if m.tag == b'B' {
+                let statement = m
+                    .body
+                    .split(|b| *b == 0)
+                    .nth(1)
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .unwrap_or_default();
+                if self.array_statements.contains(&statement) {
+                    self.refused_until_sync = Some(Refusal {
+                        code: "0A000",
+                        message: "array parameters are not supported by Amazon Redshift; bind scalar values".into(),
+                    });
+                    continue;
+                }
+            }
             match m.tag {
                 b'Q' => self.simple_query(&wire::query_text(&m)).await?,
                 b'P' => self.parse(m).await?,
@@ -309,6 +341,20 @@ impl Sess {
             let ready = m.tag == b'Z';
             if ready {
                 self.status = m.body.first().copied().unwrap_or(b'I');
+            }
+            if m.tag == b't' {
+                // ParameterDescription of the statement just parsed.
+                let types: Vec<u32> = m.body[2..]
+                    .chunks(4)
+                    .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
+                    .collect();
+                if let Some(name) = self.last_parsed.take() {
+                    if types.iter().any(|t| is_array_oid(*t)) {
+                        self.array_statements.insert(name);
+                    } else {
+                        self.array_statements.remove(&name);
+                    }
+                }
             }
             m.encode_into(&mut batch);
             if ready || batch.len() > 64 * 1024 {
@@ -447,6 +493,7 @@ impl Sess {
             p.sql = Self::raise_sql(r.code, &r.message);
             p.param_types.clear();
         }
+        self.last_parsed = Some(p.name.clone());
         wire::write(&mut self.backend, &[wire::build_parse(&p)]).await
     }
 
@@ -545,9 +592,16 @@ impl Sess {
         let copy =
             format!("COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\\\N')");
         wire::write(&mut self.backend, &[wire::query(&copy)]).await?;
-        let first = wire::read_message(&mut self.backend)
-            .await?
-            .context("backend closed")?;
+        let first = loop {
+            let m = wire::read_message(&mut self.backend)
+                .await?
+                .context("backend closed")?;
+            if m.tag == b'N' || m.tag == b'S' {
+                wire::write(&mut self.client, &[m]).await?;
+                continue;
+            }
+            break m;
+        };
         if first.tag != b'G' {
             // The backend refused the COPY itself (no such table...): relay.
             wire::write(&mut self.client, &[first]).await?;

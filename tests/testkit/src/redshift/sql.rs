@@ -272,10 +272,8 @@ impl<'a> Stmt<'a> {
 
 /// A string token's value (quotes removed, escapes applied).
 pub fn string_value(text: &str) -> String {
-    let inner = text
-        .strip_prefix(['E', 'e'])
-        .unwrap_or(text)
-        .trim_start_matches('\'');
+    let inner = text.strip_prefix(['E', 'e']).unwrap_or(text);
+    let inner = inner.strip_prefix('\'').unwrap_or(inner);
     let inner = inner.strip_suffix('\'').unwrap_or(inner);
     let mut out = String::new();
     let mut chars = inner.chars().peekable();
@@ -893,6 +891,7 @@ mod tests {
             ]
         );
         assert_eq!(string_value("'it''s \\\\ \\'x'"), "it's \\ 'x");
+        assert_eq!(string_value("''''"), "'");
     }
 
     #[test]

@@ -1,0 +1,707 @@
+//! Conformance of the Redshift emulator: one test per rule of `tests/testkit/README.md`.
+//! Each test makes its own warehouse database and bucket, talks to the emulator as the
+//! loader would (tokio-postgres), and checks what PostgreSQL really stored.
+
+use std::io::Write;
+use std::time::Instant;
+
+use testkit::stack::{shared, Stack};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+const ROLE: &str = "IAM_ROLE 'arn:aws:iam::123456789012:role/redshift-copy'";
+
+struct Db {
+    stack: &'static Stack,
+    /// Through the emulator.
+    rs: Client,
+    /// The PostgreSQL database behind it.
+    pg: Client,
+    bucket: String,
+    name: String,
+}
+
+async fn db() -> Db {
+    let stack = shared();
+    let name = stack.warehouse_db().await.unwrap();
+    let rs = testkit::pg::connect_url(&stack.redshift_url(&name))
+        .await
+        .unwrap();
+    let pg = stack.warehouse.connect(&name).await.unwrap();
+    let bucket = stack.moto.create_bucket().await.unwrap();
+    Db {
+        stack,
+        rs,
+        pg,
+        bucket,
+        name,
+    }
+}
+
+impl Db {
+    async fn put(&self, key: &str, body: Vec<u8>) {
+        self.stack
+            .moto
+            .s3_client()
+            .await
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    fn url(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
+    /// Runs through the emulator; the error's (SQLSTATE, message) on failure.
+    async fn exec(&self, sql: &str) -> Result<(), (String, String)> {
+        self.rs.batch_execute(sql).await.map_err(error_parts)
+    }
+
+    async fn count(&self, table: &str) -> i64 {
+        self.pg
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    async fn texts(&self, sql: &str) -> Vec<Vec<Option<String>>> {
+        self.pg
+            .simple_query(sql)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|m| match m {
+                SimpleQueryMessage::Row(r) => {
+                    Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+fn error_parts(e: tokio_postgres::Error) -> (String, String) {
+    match e.as_db_error() {
+        Some(db) => (db.code().code().to_string(), db.message().to_string()),
+        None => ("?".into(), e.to_string()),
+    }
+}
+
+fn gzip(members: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for m in members {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(m).unwrap();
+        out.extend(enc.finish().unwrap());
+    }
+    out
+}
+
+async fn refused(d: &Db, sql: &str) -> (String, String) {
+    match d.exec(sql).await {
+        Ok(()) => panic!("the emulator accepted: {sql}"),
+        Err(e) => e,
+    }
+}
+
+// ---------------------------------------------------------------- COPY FROM S3
+
+#[tokio::test]
+async fn copy_by_prefix_loads_every_object_under_it() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int, name varchar(10))")
+        .await
+        .unwrap();
+    d.put("run/part-1.csv", b"1,\"a\"\n2,\"b\"\n".to_vec())
+        .await;
+    d.put("run/part-2.csv", b"3,\"c\"\n".to_vec()).await;
+    d.put("other/x.csv", b"9,\"z\"\n".to_vec()).await;
+    d.exec(&format!(
+        "COPY t (id, name) FROM '{}' {ROLE} CSV",
+        d.url("run/part")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(d.count("t").await, 3);
+}
+
+#[tokio::test]
+async fn copy_by_manifest_loads_only_its_entries() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("run/a.csv", b"1\n".to_vec()).await;
+    d.put("run/stale.csv", b"666\n".to_vec()).await;
+    let manifest = serde_json::json!({"entries": [
+        {"url": d.url("run/a.csv"), "mandatory": true},
+        {"url": d.url("run/missing-but-optional.csv"), "mandatory": false},
+    ]});
+    d.put("run/manifest.json", manifest.to_string().into_bytes())
+        .await;
+    d.exec(&format!(
+        "COPY t FROM '{}' {ROLE} CSV MANIFEST",
+        d.url("run/manifest.json")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        d.texts("SELECT id FROM t").await,
+        vec![vec![Some("1".to_string())]]
+    );
+}
+
+#[tokio::test]
+async fn manifest_with_a_missing_mandatory_file_fails() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("run/a.csv", b"1\n".to_vec()).await;
+    let manifest = serde_json::json!({"entries": [
+        {"url": d.url("run/a.csv"), "mandatory": true},
+        {"url": d.url("run/gone.csv"), "mandatory": true},
+    ]});
+    d.put("run/m.json", manifest.to_string().into_bytes()).await;
+    let (code, message) = refused(
+        &d,
+        &format!("COPY t FROM '{}' {ROLE} CSV MANIFEST", d.url("run/m.json")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert!(message.contains("run/gone.csv"), "{message}");
+    assert_eq!(d.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn an_empty_prefix_fails_like_redshift() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    let (code, message) = refused(
+        &d,
+        &format!("COPY t FROM '{}' {ROLE} CSV", d.url("nothing/here")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert_eq!(
+        message,
+        "The specified S3 prefix 'nothing/here' does not exist"
+    );
+}
+
+#[tokio::test]
+async fn gzip_with_several_members_and_zstd_decompress() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("gz/a.csv.gz", gzip(&[b"1\n2\n", b"3\n"])).await;
+    d.exec(&format!("COPY t FROM '{}' {ROLE} CSV GZIP", d.url("gz/")))
+        .await
+        .unwrap();
+    assert_eq!(d.count("t").await, 3, "every gzip member is read");
+    d.put("zs/a.csv.zst", zstd::encode_all(&b"4\n5\n"[..], 3).unwrap())
+        .await;
+    d.exec(&format!("COPY t FROM '{}' {ROLE} CSV ZSTD", d.url("zs/")))
+        .await
+        .unwrap();
+    assert_eq!(d.count("t").await, 5);
+}
+
+#[tokio::test]
+async fn null_as_empty_strings_and_a_literal_backslash_n_stay_apart() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int, v varchar(10), n int)")
+        .await
+        .unwrap();
+    d.put("f.csv", b"1,\\N,\\N\n2,\"\",\n3,\"\\N\",3\n".to_vec())
+        .await;
+    d.exec(&format!(
+        "COPY t FROM '{}' {ROLE} CSV NULL AS '\\\\N'",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
+    let rows = d
+        .texts("SELECT id, v IS NULL, v, n IS NULL FROM t ORDER BY id")
+        .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![
+            vec![s("1"), s("t"), None, s("t")],
+            vec![s("2"), s("f"), s(""), s("t")],
+            vec![s("3"), s("f"), s("\\N"), s("f")],
+        ]
+    );
+}
+
+#[tokio::test]
+async fn delimiter_quote_ignoreheader_timeformat_region_and_updates_options() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int, at timestamptz, note varchar(20))")
+        .await
+        .unwrap();
+    d.put(
+        "f.csv",
+        b"id|at|note\n1|2024-05-06 07:08:09.123456+00|'a|b'\n".to_vec(),
+    )
+    .await;
+    d.exec(&format!(
+        "COPY t FROM '{}' {ROLE} FORMAT AS CSV DELIMITER AS '|' QUOTE AS '''' IGNOREHEADER 1 \
+         TIMEFORMAT 'auto' DATEFORMAT 'auto' REGION 'us-east-1' COMPUPDATE OFF STATUPDATE OFF",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        d.texts("SELECT id, at, note FROM t").await,
+        vec![vec![
+            Some("1".into()),
+            Some("2024-05-06 07:08:09.123456+00".into()),
+            Some("a|b".into())
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn iam_role_is_required_and_access_keys_are_refused() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("f.csv", b"1\n".to_vec()).await;
+    let (_, message) = refused(&d, &format!("COPY t FROM '{}' CSV", d.url("f.csv"))).await;
+    assert!(message.contains("IAM_ROLE"), "{message}");
+    let (_, message) = refused(
+        &d,
+        &format!(
+            "COPY t FROM '{}' ACCESS_KEY_ID 'AKIA' SECRET_ACCESS_KEY 'x' CSV",
+            d.url("f.csv")
+        ),
+    )
+    .await;
+    assert!(message.contains("use IAM_ROLE"), "{message}");
+    let (_, message) = refused(
+        &d,
+        &format!(
+            "COPY t FROM '{}' CREDENTIALS 'aws_access_key_id=A' CSV",
+            d.url("f.csv")
+        ),
+    )
+    .await;
+    assert!(message.contains("use IAM_ROLE"), "{message}");
+}
+
+#[tokio::test]
+async fn a_bad_row_fails_the_copy_and_its_details_survive_the_rollback() {
+    let d = db().await;
+    d.exec("CREATE TABLE items (id int, name varchar(5), qty int)")
+        .await
+        .unwrap();
+    d.put(
+        "bad/part-1.csv",
+        b"1,\"ok\",1\n2,\"much too long\",2\n".to_vec(),
+    )
+    .await;
+    d.exec("BEGIN; INSERT INTO items VALUES (0, 'x', 0)")
+        .await
+        .unwrap();
+    let (code, message) = refused(
+        &d,
+        &format!("COPY items FROM '{}' {ROLE} CSV", d.url("bad/")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert_eq!(
+        message,
+        "Load into table 'items' failed.  Check 'stl_load_errors' system table for details."
+    );
+    // The transaction is aborted like after any error, and rolls back.
+    let (code, _) = refused(&d, "SELECT 1").await;
+    assert_eq!(code, "25P02");
+    d.exec("ROLLBACK").await.unwrap();
+    assert_eq!(d.count("items").await, 0);
+    let rows = d
+        .texts("SELECT trim(filename), line_number, trim(colname), trim(raw_field_value), trim(err_reason), err_code FROM stl_load_errors")
+        .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some(d.url("bad/part-1.csv")),
+            s("2"),
+            s("name"),
+            s("much too long"),
+            s("String length exceeds DDL length"),
+            s("1204")
+        ]]
+    );
+    // The same table is readable through the emulator without a schema, as in Redshift.
+    let n: i64 =
+        d.rs.query_one("SELECT count(*) FROM stl_load_errors", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn type_errors_name_column_and_reason() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int NOT NULL, amount decimal(5,2), ok boolean)")
+        .await
+        .unwrap();
+    for (file, body, col, reason) in [
+        (
+            "a.csv",
+            "x1,1.00,t\n",
+            "id",
+            "Invalid digit, Value 'x', Pos 0, Type: Integer",
+        ),
+        ("b.csv", "1,1234.5,t\n", "amount", "Numeric data overflow"),
+        (
+            "c.csv",
+            "\\N,1,t\n",
+            "id",
+            "Missing data for not-null field",
+        ),
+        ("d.csv", "1,1,maybe\n", "ok", "Invalid boolean value"),
+    ] {
+        d.put(file, body.as_bytes().to_vec()).await;
+        let (code, _) = refused(
+            &d,
+            &format!("COPY t FROM '{}' {ROLE} CSV NULL AS '\\\\N'", d.url(file)),
+        )
+        .await;
+        assert_eq!(code, "XX000");
+        let last = d
+            .texts(&format!(
+                "SELECT trim(colname), trim(err_reason) FROM stl_load_errors WHERE trim(filename) = '{}'",
+                d.url(file)
+            ))
+            .await;
+        assert_eq!(last[0][0].as_deref(), Some(col), "{file}");
+        assert!(
+            last[0][1].as_deref().unwrap().starts_with(reason),
+            "{file}: {last:?}"
+        );
+    }
+    assert_eq!(d.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn pg_last_copy_count_is_per_session() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("f.csv", b"1\n2\n3\n".to_vec()).await;
+    d.exec(&format!("COPY t FROM '{}' {ROLE} CSV", d.url("f.csv")))
+        .await
+        .unwrap();
+    let n: i64 =
+        d.rs.query_one("SELECT pg_last_copy_count()", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 3);
+    let other = testkit::pg::connect_url(&d.stack.redshift_url(&d.name))
+        .await
+        .unwrap();
+    let n: i64 = other
+        .query_one("SELECT pg_last_copy_count()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0, "another session has copied nothing");
+}
+
+// ---------------------------------------------------------------- types and functions
+
+#[tokio::test]
+async fn super_varbyte_json_parse_and_getdate() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (doc SUPER, bin VARBYTE(16), at TIMESTAMP)")
+        .await
+        .unwrap();
+    d.exec("INSERT INTO t SELECT JSON_PARSE('{\"a\": [1, 2]}'), 'ab'::varbyte, GETDATE()")
+        .await
+        .unwrap();
+    let rows = d
+        .texts("SELECT doc->'a'->>1, encode(bin, 'hex'), at <= now()::timestamp FROM t")
+        .await;
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some("2".into()),
+            Some("6162".into()),
+            Some("t".into())
+        ]]
+    );
+    d.put(
+        "f.csv",
+        b"\"{\"\"b\"\":true}\",\"00ff\",2024-01-01 00:00:00\n".to_vec(),
+    )
+    .await;
+    d.exec(&format!("COPY t FROM '{}' {ROLE} CSV", d.url("f.csv")))
+        .await
+        .unwrap();
+    let rows = d
+        .texts("SELECT doc->>'b', encode(bin, 'hex') FROM t WHERE bin = '\\x00ff'")
+        .await;
+    assert_eq!(rows, vec![vec![Some("true".into()), Some("00ff".into())]]);
+}
+
+#[tokio::test]
+async fn redshift_table_attributes_are_accepted() {
+    let d = db().await;
+    d.exec(
+        "CREATE TABLE t (id BIGINT NOT NULL ENCODE az64 DISTKEY, v VARCHAR(10) ENCODE zstd, PRIMARY KEY (id)) \
+         DISTSTYLE KEY COMPOUND SORTKEY (id, v)",
+    )
+    .await
+    .unwrap();
+    d.exec("CREATE TABLE u (id int) DISTSTYLE AUTO SORTKEY AUTO ENCODE AUTO BACKUP NO")
+        .await
+        .unwrap();
+    d.exec("CREATE TABLE w (id int SORTKEY) DISTSTYLE EVEN INTERLEAVED SORTKEY (id)")
+        .await
+        .unwrap();
+    assert_eq!(
+        d.count("t").await + d.count("u").await + d.count("w").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn primary_key_and_unique_are_not_enforced() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int PRIMARY KEY, e varchar(10) UNIQUE)")
+        .await
+        .unwrap();
+    d.exec("INSERT INTO t VALUES (1, 'a'), (1, 'a')")
+        .await
+        .unwrap();
+    assert_eq!(d.count("t").await, 2);
+}
+
+#[tokio::test]
+async fn type_defaults_follow_redshift() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (a TEXT, b VARCHAR, c VARCHAR(MAX), d DECIMAL, e CHAR)")
+        .await
+        .unwrap();
+    let types = d
+        .texts("SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = 't'::regclass AND attnum > 0 ORDER BY attnum")
+        .await;
+    let types: Vec<String> = types.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "character varying(256)",
+            "character varying(256)",
+            "character varying(65535)",
+            "numeric(18,0)",
+            "character(1)"
+        ]
+    );
+    let (_, message) = refused(&d, "CREATE TABLE x (a VARCHAR(65536))").await;
+    assert!(message.contains("65535"), "{message}");
+    let (_, message) = refused(&d, "CREATE TABLE x (a DECIMAL(39,0))").await;
+    assert!(message.contains("between 1 and 38"), "{message}");
+}
+
+#[tokio::test]
+async fn varchar_length_counts_bytes() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (v VARCHAR(4), c CHAR(2))")
+        .await
+        .unwrap();
+    d.exec("INSERT INTO t (v) VALUES ('éé')").await.unwrap();
+    let (code, message) = refused(&d, "INSERT INTO t (v) VALUES ('ééé')").await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("22001", "value too long for type character varying(4)")
+    );
+    let (code, _) = refused(&d, "UPDATE t SET v = 'ééé'").await;
+    assert_eq!(code, "22001");
+    let (_, message) = refused(&d, "INSERT INTO t (c) VALUES ('é')").await;
+    assert!(message.contains("multibyte"), "{message}");
+    // Widening the column moves the limit with it.
+    d.exec("ALTER TABLE t ALTER COLUMN v TYPE VARCHAR(6)")
+        .await
+        .unwrap();
+    d.exec("INSERT INTO t (v) VALUES ('ééé')").await.unwrap();
+    // Temp tables made LIKE a target carry the rule too.
+    d.exec("CREATE TEMP TABLE s (LIKE t); INSERT INTO s (v) VALUES ('éé')")
+        .await
+        .unwrap();
+    let (code, _) = refused(&d, "INSERT INTO s (v) VALUES ('éééé')").await;
+    assert_eq!(code, "22001");
+}
+
+// ---------------------------------------------------------------- transactions
+
+#[tokio::test]
+async fn truncate_commits_the_open_transaction() {
+    let d = db().await;
+    d.exec("CREATE TABLE a (id int); CREATE TABLE b (id int); INSERT INTO b VALUES (1)")
+        .await
+        .unwrap();
+    d.exec("BEGIN; INSERT INTO a VALUES (1); TRUNCATE b")
+        .await
+        .unwrap();
+    d.exec("ROLLBACK").await.unwrap();
+    assert_eq!(
+        d.count("a").await,
+        1,
+        "the insert was committed by TRUNCATE"
+    );
+    assert_eq!(d.count("b").await, 0);
+}
+
+#[tokio::test]
+async fn alter_table_append_is_refused_in_a_transaction_and_moves_rows_outside() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int, v varchar(5)); CREATE TABLE s (v varchar(5), id int); INSERT INTO s VALUES ('x', 1)")
+        .await
+        .unwrap();
+    d.exec("BEGIN").await.unwrap();
+    let (code, message) = refused(&d, "ALTER TABLE t APPEND FROM s").await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (
+            "25001",
+            "ALTER TABLE APPEND cannot run inside a transaction block"
+        )
+    );
+    d.exec("ROLLBACK").await.unwrap();
+    d.exec("ALTER TABLE t APPEND FROM s").await.unwrap();
+    assert_eq!((d.count("t").await, d.count("s").await), (1, 0));
+}
+
+#[tokio::test]
+async fn alter_table_adds_one_column_per_statement() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    let (code, message) = refused(&d, "ALTER TABLE t ADD COLUMN a int, ADD COLUMN b int").await;
+    assert_eq!(code, "0A000");
+    assert!(message.contains("one column"), "{message}");
+    d.exec("ALTER TABLE t ADD COLUMN a SUPER").await.unwrap();
+}
+
+// ---------------------------------------------------------------- refusals
+
+#[tokio::test]
+async fn postgres_only_features_are_refused_in_both_protocols() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    for sql in [
+        "INSERT INTO t VALUES (1) ON CONFLICT DO NOTHING",
+        "INSERT INTO t VALUES (1) RETURNING id",
+        "COPY t FROM STDIN",
+        "COPY t TO STDOUT",
+        "CREATE INDEX i ON t (id)",
+        "CREATE TABLE x (a json)",
+        "CREATE TABLE x (a jsonb)",
+        "CREATE TABLE x (a uuid)",
+        "CREATE TABLE x (a int[])",
+        "CREATE TABLE x (a serial)",
+    ] {
+        let (code, _) = refused(&d, sql).await;
+        assert_eq!(code, "0A000", "simple protocol: {sql}");
+        let e = d.rs.execute(sql, &[]).await.unwrap_err();
+        assert_eq!(error_parts(e).0, "0A000", "extended protocol: {sql}");
+    }
+    // The session is still usable, and nothing was created.
+    d.exec("INSERT INTO t VALUES (2)").await.unwrap();
+    assert_eq!(d.count("t").await, 1);
+}
+
+#[tokio::test]
+async fn array_parameters_are_refused() {
+    let d = db().await;
+    let e =
+        d.rs.query("SELECT $1::int[]", &[&vec![1i32, 2]])
+            .await
+            .unwrap_err();
+    assert_eq!(error_parts(e).0, "0A000");
+    let n: i32 =
+        d.rs.query_one("SELECT $1::int", &[&7i32])
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(n, 7, "scalar parameters work");
+}
+
+#[tokio::test]
+async fn psql_connects_through_the_emulator() {
+    let d = db().await;
+    let psql = testkit::pg::find_bin_dir().unwrap().join("psql");
+    let out = std::process::Command::new(psql)
+        .args([&d.stack.redshift_url(&d.name), "-Atc", "SELECT 40 + 2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+}
+
+// ---------------------------------------------------------------- speed
+
+#[tokio::test]
+async fn copy_one_million_rows_gzip() {
+    const ROWS: u64 = 1_000_000;
+    let d = db().await;
+    d.exec("CREATE TABLE big (id bigint NOT NULL, name varchar(40), amount decimal(12,2), at timestamp) DISTSTYLE AUTO")
+        .await
+        .unwrap();
+    // Four objects, each of two gzip members, as the loader's multipart upload writes.
+    let per_object = ROWS / 4;
+    for object in 0..4u64 {
+        let mut members = Vec::new();
+        for half in 0..2u64 {
+            let mut csv = Vec::with_capacity(30 << 20);
+            let from = object * per_object + half * per_object / 2;
+            for id in from..from + per_object / 2 {
+                writeln!(
+                    csv,
+                    "{id},\"name {id} \"\"q\"\"\",{}.{:02},2024-01-01 00:00:{:02}",
+                    id % 100_000,
+                    id % 100,
+                    id % 60
+                )
+                .unwrap();
+            }
+            members.push(csv);
+        }
+        let refs: Vec<&[u8]> = members.iter().map(Vec::as_slice).collect();
+        d.put(&format!("big/part-{object:05}.csv.gz"), gzip(&refs))
+            .await;
+    }
+    let started = Instant::now();
+    d.exec(&format!(
+        "COPY big FROM '{}' {ROLE} CSV GZIP NULL AS '\\\\N' TIMEFORMAT 'auto'",
+        d.url("big/")
+    ))
+    .await
+    .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let row =
+        d.pg.query_one(
+            "SELECT count(*), sum(id)::text, sum(amount)::text FROM big",
+            &[],
+        )
+        .await
+        .unwrap();
+    let expected_amount: u64 = (0..ROWS).map(|id| (id % 100_000) * 100 + id % 100).sum();
+    assert_eq!(row.get::<_, i64>(0), ROWS as i64);
+    assert_eq!(row.get::<_, String>(1), (ROWS * (ROWS - 1) / 2).to_string());
+    assert_eq!(
+        row.get::<_, String>(2),
+        format!("{}.{:02}", expected_amount / 100, expected_amount % 100)
+    );
+    eprintln!(
+        "emulator COPY: {ROWS} rows in {seconds:.1} s ({:.0} rows/s)",
+        ROWS as f64 / seconds
+    );
+}
