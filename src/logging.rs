@@ -22,7 +22,9 @@ pub fn format_from(log_format: Option<&str>, in_lambda: bool) -> Format {
 /// Installs the global subscriber, writing to standard error.
 pub fn init(in_lambda: bool) {
     let format = format_from(std::env::var("LOG_FORMAT").ok().as_deref(), in_lambda);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // tokio-postgres logs server NOTICEs (`schema already exists, skipping`) at info.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
