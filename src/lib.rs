@@ -15,6 +15,7 @@ pub mod quote;
 pub mod secrets;
 pub mod setup;
 pub mod source;
+pub mod stage;
 pub mod state;
 pub mod warehouse;
 

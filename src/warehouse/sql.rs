@@ -2,7 +2,7 @@
 //! [`super::types`] already normalised.
 
 use crate::config::TableRef;
-use crate::quote::{ident, qualified};
+use crate::quote::{ident, literal, qualified};
 
 /// One column of a Redshift table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +76,99 @@ pub fn alter_column_type(table: &TableRef, column: &str, redshift_type: &str) ->
         "ALTER TABLE {} ALTER COLUMN {} TYPE {redshift_type}",
         qualified(&table.schema, &table.name),
         ident(column)
+    )
+}
+
+/// How a COPY reads the staged files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyFrom<'a> {
+    /// `s3://bucket/.../manifest.json`.
+    pub manifest_url: &'a str,
+    pub iam_role: &'a str,
+    pub region: Option<&'a str>,
+}
+
+/// `COPY "t" ("a", ...) FROM 's3://.../manifest.json' ... MANIFEST`: gzipped CSV with
+/// `\N` for NULL (see [`crate::encode`]), every file mandatory, no automatic
+/// compression analysis or statistics on the staging table.
+pub fn copy_from_manifest(table: &str, columns: &[String], from: &CopyFrom) -> String {
+    let mut sql = format!(
+        "COPY {table} ({}) FROM {} IAM_ROLE {} FORMAT AS CSV GZIP NULL AS {} MANIFEST \
+         TIMEFORMAT 'auto' DATEFORMAT 'auto'",
+        ident_list(columns),
+        literal(from.manifest_url),
+        literal(from.iam_role),
+        literal("\\N"),
+    );
+    if let Some(region) = from.region {
+        sql.push_str(&format!(" REGION {}", literal(region)));
+    }
+    sql.push_str(" COMPUPDATE OFF STATUPDATE OFF");
+    sql
+}
+
+/// `CREATE TEMP TABLE "stage" (...)`: the target's loaded columns, with SUPER columns
+/// as VARCHAR(65535) (they arrive as JSON text and go through `JSON_PARSE`).
+pub fn create_stage(stage: &str, columns: &[ColumnDef]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            let t = if c.redshift_type == "SUPER" {
+                "VARCHAR(65535)"
+            } else {
+                c.redshift_type.as_str()
+            };
+            format!("{} {t}", ident(&c.name))
+        })
+        .collect();
+    format!("CREATE TEMP TABLE {} ({})", ident(stage), cols.join(", "))
+}
+
+/// Keeps one row per key in the stage: the last one loaded (`row_order`, the line the
+/// extract wrote it on, grows with the cursor, so the last is the newest).
+pub fn dedupe_stage(stage: &str, key: &[String], row_order: &str) -> String {
+    let s = ident(stage);
+    let o = ident(row_order);
+    let on: Vec<String> = key
+        .iter()
+        .map(|k| format!("d.{k} = {s}.{k}", k = ident(k)))
+        .collect();
+    format!(
+        "DELETE FROM {s} USING {s} AS d WHERE {} AND d.{o} > {s}.{o}",
+        on.join(" AND ")
+    )
+}
+
+/// `DELETE FROM target USING stage WHERE <key matches>`: rows about to be replaced.
+pub fn delete_matching(target: &TableRef, stage: &str, key: &[String]) -> String {
+    let t = qualified(&target.schema, &target.name);
+    let s = ident(stage);
+    let on: Vec<String> = key
+        .iter()
+        .map(|k| format!("{t}.{k} = {s}.{k}", k = ident(k)))
+        .collect();
+    format!("DELETE FROM {t} USING {s} WHERE {}", on.join(" AND "))
+}
+
+/// `INSERT INTO target (cols) SELECT cols FROM stage`, `JSON_PARSE` for SUPER columns.
+pub fn insert_from_stage(target: &TableRef, stage: &str, columns: &[ColumnDef]) -> String {
+    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let exprs: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            if c.redshift_type == "SUPER" {
+                format!("JSON_PARSE({})", ident(&c.name))
+            } else {
+                ident(&c.name)
+            }
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) SELECT {} FROM {}",
+        qualified(&target.schema, &target.name),
+        ident_list(&names),
+        exprs.join(", "),
+        ident(stage)
     )
 }
 
@@ -240,6 +333,37 @@ SORTKEY ("a""b")"#
                 "VARCHAR(800)"
             ),
             r#"ALTER TABLE "shop"."Orders" ALTER COLUMN "Note ""x""" TYPE VARCHAR(800)"#
+        );
+    }
+
+    #[test]
+    fn load_statements_have_exact_text() {
+        let from = CopyFrom {
+            manifest_url: "s3://b/staging/shop/public.orders/r/000001/manifest.json",
+            iam_role: "arn:aws:iam::123456789012:role/copy",
+            region: Some("eu-west-1"),
+        };
+        assert_eq!(
+            copy_from_manifest("\"stage\"", &names(&["id", "doc"]), &from),
+            "COPY \"stage\" (\"id\", \"doc\") FROM 's3://b/staging/shop/public.orders/r/000001/manifest.json' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' FORMAT AS CSV GZIP NULL AS '\\\\N' MANIFEST TIMEFORMAT 'auto' DATEFORMAT 'auto' REGION 'eu-west-1' COMPUPDATE OFF STATUPDATE OFF"
+        );
+        let cols = [column("id", "BIGINT", true), column("doc", "SUPER", false)];
+        assert_eq!(
+            create_stage("stage", &cols),
+            "CREATE TEMP TABLE \"stage\" (\"id\" BIGINT, \"doc\" VARCHAR(65535))"
+        );
+        assert_eq!(
+            dedupe_stage("stage", &names(&["id"]), "__row"),
+            "DELETE FROM \"stage\" USING \"stage\" AS d WHERE d.\"id\" = \"stage\".\"id\" AND d.\"__row\" > \"stage\".\"__row\""
+        );
+        let target = TableRef::new("shop", "orders");
+        assert_eq!(
+            delete_matching(&target, "stage", &names(&["a", "b"])),
+            "DELETE FROM \"shop\".\"orders\" USING \"stage\" WHERE \"shop\".\"orders\".\"a\" = \"stage\".\"a\" AND \"shop\".\"orders\".\"b\" = \"stage\".\"b\""
+        );
+        assert_eq!(
+            insert_from_stage(&target, "stage", &cols),
+            "INSERT INTO \"shop\".\"orders\" (\"id\", \"doc\") SELECT \"id\", JSON_PARSE(\"doc\") FROM \"stage\""
         );
     }
 }

@@ -1,0 +1,3 @@
+//! The S3 side: where chunks are staged.
+
+pub mod key;
