@@ -4,4 +4,5 @@ mod jobs;
 mod secrets;
 mod setup;
 mod stack;
+mod stage;
 mod support;

@@ -1,3 +1,4 @@
-//! The S3 side: where chunks are staged.
+//! The S3 side: where chunks are staged and how they get there.
 
 pub mod key;
+pub mod upload;
