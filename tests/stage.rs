@@ -77,7 +77,7 @@ async fn a_small_stream_is_one_object_and_an_aborted_one_leaves_nothing() {
         "aborted.csv.gz",
         0,
     );
-    upload.write(&vec![7u8; 100]).await.unwrap();
+    upload.write(&[7u8; 100]).await.unwrap();
     upload.abort().await;
     let listed = w
         .app
