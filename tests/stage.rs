@@ -91,3 +91,75 @@ async fn a_small_stream_is_one_object_and_an_aborted_one_leaves_nothing() {
         .unwrap();
     assert_eq!(listed.key_count(), Some(0));
 }
+
+#[tokio::test]
+async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
+    use redshift_loader::source::{extract::extract_chunk, query};
+    use redshift_loader::warehouse::types::Load;
+
+    let w = World::new().await;
+    let src = w.source().await;
+    src.batch_execute(
+        "CREATE TABLE t (id int PRIMARY KEY, note text, doc jsonb, at timestamptz);
+         SET TimeZone = 'America/New_York';
+         INSERT INTO t VALUES
+           (1, NULL, NULL, '2024-01-01 12:00:00.123456-05'),
+           (2, '', '{\"a\": \"x,\\\"y\"}', NULL),
+           (3, E'\\\\N', '[1]', '2024-06-01 00:00:00+00'),
+           (4, E'multi\\nline, \"quoted\" 😀', '{}', '2024-06-01 00:00:00+00');",
+    )
+    .await
+    .unwrap();
+    // The loader's own pinned session: UTC, ISO.
+    let db = redshift_loader::secrets::parse_url(
+        redshift_loader::secrets::Role::Source,
+        &w.source_url().into(),
+        "test",
+    )
+    .unwrap();
+    let session = redshift_loader::source::open(&db).await.unwrap();
+    let select = vec![
+        "\"id\"".to_string(),
+        "\"note\"".to_string(),
+        "\"doc\"::text".to_string(),
+        "\"at\"".to_string(),
+    ];
+    let keys = [query::KeyColumn {
+        name: "id".into(),
+        pg_type: "integer".into(),
+    }];
+    let after = ["1".to_string()];
+    let table = redshift_loader::config::TableRef::new("public", "t");
+    let sql = query::copy_out(&query::chunk_select(&query::Chunk {
+        table: &table,
+        select: &select,
+        keys: &keys,
+        after: Some(&after),
+        ceiling: None,
+        limit: Some(10),
+    }));
+    let upload = GzipUpload::new(
+        w.app.clients.s3.clone(),
+        &w.names.bucket,
+        "chunk/part-00001.csv.gz",
+        0,
+    );
+    let loads = vec![
+        Load::Plain,
+        Load::Text { max_bytes: 65535 },
+        Load::Json { max_bytes: 65535 },
+        Load::Plain,
+    ];
+    let out = extract_chunk(&session, &sql, loads, vec![0], upload)
+        .await
+        .unwrap();
+    assert_eq!(out.stats.rows, 3);
+    assert_eq!(out.last, vec![Some("4".to_string())]);
+    let csv = String::from_utf8(gunzip(&download(&w, "chunk/part-00001.csv.gz").await)).unwrap();
+    assert_eq!(
+        csv,
+        "2,\"\",\"{\"\"a\"\": \"\"x,\\\"\"y\"\"}\",\\N\n\
+         3,\"\\N\",\"[1]\",2024-06-01 00:00:00+00\n\
+         4,\"multi\nline, \"\"quoted\"\" 😀\",\"{}\",2024-06-01 00:00:00+00\n"
+    );
+}

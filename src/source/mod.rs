@@ -1,6 +1,7 @@
 //! The PostgreSQL side: the pinned session every read runs in, introspection,
 //! extraction.
 
+pub mod extract;
 pub mod query;
 pub mod schema;
 

@@ -1,0 +1,83 @@
+//! One chunk out of the source: `COPY (SELECT ...) TO STDOUT` in a REPEATABLE READ READ
+//! ONLY transaction, streamed through the encoder into a gzip upload. Bytes flow
+//! through; nothing holds the chunk.
+
+use futures_util::StreamExt;
+
+use crate::encode::{EncodeError, EncodeStats, Encoder};
+use crate::stage::upload::{GzipUpload, UploadError, Uploaded};
+use crate::warehouse::types::Load;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("reading from the source failed: {0}")]
+    Source(String),
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    #[error(transparent)]
+    Upload(#[from] UploadError),
+}
+
+/// What one chunk produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Extracted {
+    pub stats: EncodeStats,
+    pub uploaded: Uploaded,
+    /// The cursor columns of the chunk's last row (`None` for NULL); empty when the
+    /// chunk had no rows.
+    pub last: Vec<Option<String>>,
+}
+
+/// Streams `copy_sql` (a `COPY (...) TO STDOUT (FORMAT csv, NULL '\N')`) into `upload`.
+/// `loads` has one entry per column; `keep` names the cursor columns to remember.
+/// On error the upload is aborted.
+pub async fn extract_chunk(
+    source: &tokio_postgres::Client,
+    copy_sql: &str,
+    loads: Vec<Load>,
+    keep: Vec<usize>,
+    mut upload: GzipUpload,
+) -> Result<Extracted, ExtractError> {
+    let source_error =
+        |e: tokio_postgres::Error| ExtractError::Source(crate::connect::error_chain(&e));
+    let mut encoder = Encoder::new(loads, keep);
+    let result: Result<(), ExtractError> = async {
+        source
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await
+            .map_err(source_error)?;
+        let stream = source.copy_out(copy_sql).await.map_err(source_error)?;
+        futures_util::pin_mut!(stream);
+        let mut out = Vec::with_capacity(256 * 1024);
+        while let Some(bytes) = stream.next().await {
+            let bytes = bytes.map_err(source_error)?;
+            encoder.feed(&bytes, &mut out)?;
+            if out.len() >= 128 * 1024 {
+                upload.write(&out).await?;
+                out.clear();
+            }
+        }
+        encoder.finish(&mut out)?;
+        upload.write(&out).await?;
+        source.batch_execute("COMMIT").await.map_err(source_error)?;
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        let _ = source.batch_execute("ROLLBACK").await;
+        upload.abort().await;
+        return Err(e);
+    }
+    let stats = encoder.stats().clone();
+    let last = if stats.rows > 0 {
+        encoder.last_kept().to_vec()
+    } else {
+        Vec::new()
+    };
+    let uploaded = upload.finish().await?;
+    Ok(Extracted {
+        stats,
+        uploaded,
+        last,
+    })
+}
