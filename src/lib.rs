@@ -17,6 +17,7 @@ pub mod setup;
 pub mod source;
 pub mod stage;
 pub mod state;
+pub mod sync;
 pub mod warehouse;
 
 pub use error::{Error, Result};

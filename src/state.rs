@@ -339,6 +339,132 @@ impl Store {
         Ok(())
     }
 
+    /// Takes the table's lease for `owner` until `expires_at`, unless someone else
+    /// holds an unexpired one.
+    pub async fn acquire_lease(
+        &self,
+        job: &str,
+        table: &TableRef,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(job_pk(job)))
+            .item("sk", s(lease_sk(table)))
+            .item("owner", s(owner))
+            .item("expires_at", n(expires_at.timestamp().max(0) as u64))
+            .condition_expression(
+                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+            )
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":now", n(now.timestamp().max(0) as u64))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => {
+                let holder = self
+                    .held_leases(job, now)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.table == table.to_string());
+                let (owner, expires_at) = holder
+                    .map(|l| (l.owner, l.expires_at))
+                    .unwrap_or_else(|| ("another run".into(), expires_at));
+                Err(StateError::LeaseHeld {
+                    job: job.to_string(),
+                    table: table.to_string(),
+                    owner,
+                    expires_at,
+                })
+            }
+            Err(e) => Err(self.dynamo_error("PutItem", e)),
+        }
+    }
+
+    /// Gives the lease back (only if `owner` still holds it).
+    pub async fn release_lease(
+        &self,
+        job: &str,
+        table: &TableRef,
+        owner: &str,
+    ) -> Result<(), StateError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(lease_sk(table)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => Ok(()),
+            Err(e) => Err(self.dynamo_error("DeleteItem", e)),
+        }
+    }
+
+    /// Stores `document` under `attribute` of the table's item, in one transaction with
+    /// a check that `owner` still holds the table's lease: a run that lost its lease
+    /// cannot move the mark.
+    pub async fn put_table_document_leased(
+        &self,
+        job: &str,
+        table: &TableRef,
+        owner: &str,
+        attribute: &str,
+        document: &serde_json::Value,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(lease_sk(table)))
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .build()
+            .expect("complete condition check");
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .update_expression("SET #doc = :doc, updated_at = :now")
+            .expression_attribute_names("#doc", attribute)
+            .expression_attribute_values(":doc", s(document.to_string()))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .build()
+            .expect("complete update");
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if format!("{e:?}").contains("ConditionalCheckFailed") => {
+                Err(StateError::LeaseHeld {
+                    job: job.to_string(),
+                    table: table.to_string(),
+                    owner: "another run (this run's lease expired)".into(),
+                    expires_at: now,
+                })
+            }
+            Err(e) => Err(self.dynamo_error("TransactWriteItems", e)),
+        }
+    }
+
     /// Removes attributes of the job's `TABLE#` item (no-op when absent).
     pub async fn remove_table_attributes(
         &self,

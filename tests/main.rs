@@ -6,3 +6,4 @@ mod setup;
 mod stack;
 mod stage;
 mod support;
+mod sync;

@@ -135,6 +135,7 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         select: &select,
         keys: &keys,
         after: Some(&after),
+        floor: None,
         ceiling: None,
         limit: Some(10),
     }));

@@ -3,6 +3,7 @@
 
 mod jobs;
 mod render;
+mod run;
 mod setup;
 
 use std::path::PathBuf;
@@ -39,6 +40,21 @@ enum Command {
     /// Read the source tables, create or evolve them in Redshift, and store the keys
     /// and copy mode every run uses.
     Setup(SetupArgs),
+    /// Load new and changed rows now, table by table, until caught up (exactly what the
+    /// Lambda function does on a schedule).
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The job's name.
+    job: String,
+    /// Only this table (`schema.table`); repeat for more. Default: every enabled table.
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<TableRef>,
+    /// Forget where the tables stopped and load them from the beginning (a backfill).
+    #[arg(long)]
+    from_scratch: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +132,7 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
             };
             setup::run(&out, &args.job, &options).await
         }
+        Command::Run(args) => run::run(&out, &args.job, args.tables, args.from_scratch).await,
     }
 }
 

@@ -28,6 +28,9 @@ pub struct Chunk<'a> {
     /// The last cursor value loaded (text, as the extract printed it); `None` starts at
     /// the beginning.
     pub after: Option<&'a [String]>,
+    /// Lower bound on the first key, inclusive (the lookback window's start); used
+    /// when there is no cursor yet in this run.
+    pub floor: Option<&'a str>,
     /// Upper bound on the first key (INSERT_AND_UPDATE's settle ceiling), inclusive.
     pub ceiling: Option<&'a str>,
     /// Rows of the chunk; `None` reads everything (FULL_DATA_SYNC).
@@ -56,6 +59,13 @@ pub fn chunk_select(c: &Chunk) -> String {
             .map(|(k, v)| typed_literal(v, &k.pg_type))
             .collect();
         conditions.push(format!("({}) > ({})", cols.join(", "), vals.join(", ")));
+    }
+    if let (Some(floor), Some(first)) = (c.floor, c.keys.first()) {
+        conditions.push(format!(
+            "{} >= {}",
+            quote::ident(&first.name),
+            typed_literal(floor, &first.pg_type)
+        ));
     }
     if let (Some(ceiling), Some(first)) = (c.ceiling, c.keys.first()) {
         conditions.push(format!(
@@ -113,12 +123,13 @@ mod tests {
             select: &select,
             keys: &keys,
             after: None,
+            floor: Some("2024-05-01 09:00:00+00"),
             ceiling: Some("2024-05-01 10:00:00+00"),
             limit: Some(7),
         });
         assert_eq!(
             sql,
-            "SELECT \"id\", \"meta\"::text FROM \"public\".\"orders\" WHERE \"updated_at\" IS NOT NULL AND \"updated_at\" <= '2024-05-01 10:00:00+00'::timestamp with time zone ORDER BY \"updated_at\", \"id\" LIMIT 7"
+            "SELECT \"id\", \"meta\"::text FROM \"public\".\"orders\" WHERE \"updated_at\" IS NOT NULL AND \"updated_at\" >= '2024-05-01 09:00:00+00'::timestamp with time zone AND \"updated_at\" <= '2024-05-01 10:00:00+00'::timestamp with time zone ORDER BY \"updated_at\", \"id\" LIMIT 7"
         );
     }
 
@@ -133,6 +144,7 @@ mod tests {
             select: &select,
             keys: &keys,
             after: Some(&after),
+            floor: None,
             ceiling: None,
             limit: Some(100),
         });
@@ -151,6 +163,7 @@ mod tests {
             select: &select,
             keys: &[],
             after: None,
+            floor: None,
             ceiling: None,
             limit: None,
         });

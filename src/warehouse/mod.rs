@@ -1,5 +1,6 @@
 //! The Redshift side: the session every statement runs in, type mapping, SQL text.
 
+pub mod load;
 pub mod sql;
 pub mod types;
 

@@ -1,0 +1,592 @@
+//! One run of a job's tables: for each table, take its lease, read its mark, then
+//! extract → stage → load → advance the mark, chunk after chunk, until it is caught up,
+//! its row limit is reached or the deadline is near.
+//!
+//! The mark moves only after Redshift committed the chunk, and only while this run
+//! still holds the lease. A crash anywhere re-reads rows the next run merges again:
+//! at-least-once delivery, exactly-once effect.
+
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::config::{CopyMode, Job, Limits, Table, TableRef};
+use crate::error::{Error, Result};
+use crate::setup::{Decisions, DECISIONS};
+use crate::source::extract::{extract_chunk, ExtractError};
+use crate::source::query::{self, Chunk, KeyColumn};
+use crate::stage::key;
+use crate::stage::upload::GzipUpload;
+use crate::state::StateError;
+use crate::warehouse::load::{load_chunk, LoadError, Merge};
+use crate::warehouse::sql::{ColumnDef, CopyFrom};
+
+/// The `TABLE#` item attribute holding the mark.
+pub const MARK: &str = "mark";
+/// The `TABLE#` item attribute holding the last run's result.
+pub const LAST_RUN: &str = "last_run";
+
+/// Timing rules for incremental loads (environment: `LOADER_SETTLE_SECONDS`,
+/// `LOADER_LOOKBACK_SECONDS`, `LOADER_LEASE_SECONDS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// INSERT_AND_UPDATE reads rows whose updated key is at most `now() - settle` at the
+    /// source, so rows being written right now wait for the next run.
+    pub settle_seconds: u64,
+    /// Each run re-reads this much before the mark, to catch transactions that
+    /// committed late (the merge makes re-reads harmless).
+    pub lookback_seconds: u64,
+    /// How long a table's lease lasts (renewed by each chunk).
+    pub lease_seconds: u64,
+}
+
+impl Default for Timing {
+    fn default() -> Timing {
+        Timing {
+            settle_seconds: 5,
+            lookback_seconds: 600,
+            lease_seconds: 1200,
+        }
+    }
+}
+
+impl Timing {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Timing {
+        let d = Timing::default();
+        let get = |k: &str, default: u64| {
+            lookup(k)
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(default)
+        };
+        Timing {
+            settle_seconds: get("LOADER_SETTLE_SECONDS", d.settle_seconds),
+            lookback_seconds: get("LOADER_LOOKBACK_SECONDS", d.lookback_seconds),
+            lease_seconds: get("LOADER_LEASE_SECONDS", d.lease_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Only these tables; empty means every enabled table.
+    pub tables: Vec<TableRef>,
+    /// Forget the marks and load from the beginning.
+    pub from_scratch: bool,
+    /// Identifies this run in leases, staged keys and history.
+    pub run_id: String,
+    /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
+    pub deadline: Option<Instant>,
+}
+
+/// Where a table stopped in the source, stored after each committed chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub mode: CopyMode,
+    /// The cursor columns (source names), most significant first.
+    pub keys: Vec<String>,
+    /// Their values in the last loaded row, as the source prints them.
+    pub cursor: Vec<String>,
+}
+
+/// What one table's run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    pub rows: u64,
+    pub chunks: u64,
+    pub bytes_staged: u64,
+    /// The table has nothing left to read (as of this run's ceiling).
+    pub caught_up: bool,
+    /// Text values cut to their column's size, JSON/binary values too large (NULL).
+    pub values_truncated: u64,
+    pub values_nulled: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("table {0} is not set up yet; run `redshift-loader setup JOB` first")]
+    NotSetUp(TableRef),
+    #[error("table {table}: {source}")]
+    State {
+        table: TableRef,
+        source: Box<StateError>,
+    },
+    #[error("table {table}: {source}")]
+    Extract {
+        table: TableRef,
+        source: Box<ExtractError>,
+    },
+    #[error(transparent)]
+    Load(Box<LoadError>),
+    #[error("table {table}: {message}")]
+    Other { table: TableRef, message: String },
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub table: TableRef,
+    pub result: std::result::Result<Report, SyncError>,
+}
+
+/// Runs the job's tables, one after the other; a table's failure is recorded and the
+/// others go on. Errors that stop everything (settings, connections) come back as `Err`.
+pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Result<Vec<Outcome>> {
+    let bucket = app
+        .settings
+        .staging_bucket
+        .clone()
+        .ok_or(crate::aws::MissingSetting {
+            name: "LOADER_STAGING_BUCKET",
+            what: "name the S3 bucket chunks are staged in (the SAM stack's StagingBucket output)",
+        })?;
+    let iam_role = job
+        .destination
+        .iam_role
+        .clone()
+        .or_else(|| app.settings.copy_role_arn.clone())
+        .ok_or(crate::aws::MissingSetting {
+            name: "LOADER_COPY_ROLE_ARN",
+            what: "name the IAM role Redshift assumes to read staged files (or set destination.iam_role in the job)",
+        })?;
+    let tables: Vec<&Table> = if options.tables.is_empty() {
+        job.tables.iter().filter(|t| !t.disabled).collect()
+    } else {
+        options
+            .tables
+            .iter()
+            .map(|t| {
+                job.table(t)
+                    .ok_or_else(|| Error::Usage(format!("job {} has no table {t}", job.name)))
+            })
+            .collect::<Result<_>>()?
+    };
+    let source = crate::source::open(&app.source(job).await?).await?;
+    let redshift = crate::warehouse::open(&app.destination(job).await?).await?;
+    let ctx = Ctx {
+        app,
+        job,
+        options,
+        timing,
+        bucket,
+        iam_role,
+        source,
+        redshift,
+    };
+    let mut outcomes = Vec::new();
+    for table in tables {
+        let now = Utc::now();
+        let result = ctx.run_table(table, now).await;
+        ctx.record(table, &result).await;
+        outcomes.push(Outcome {
+            table: table.source.clone(),
+            result,
+        });
+    }
+    Ok(outcomes)
+}
+
+struct Ctx<'a> {
+    app: &'a App,
+    job: &'a Job,
+    options: &'a Options,
+    timing: Timing,
+    bucket: String,
+    iam_role: String,
+    source: tokio_postgres::Client,
+    redshift: tokio_postgres::Client,
+}
+
+impl Ctx<'_> {
+    fn state_error(table: &Table) -> impl Fn(StateError) -> SyncError + '_ {
+        move |source| SyncError::State {
+            table: table.source.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    async fn run_table(
+        &self,
+        table: &Table,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Report, SyncError> {
+        let store = &self.app.store;
+        let job = &self.job.name;
+        let state = Self::state_error(table);
+        let decisions: Decisions = match store
+            .get_table_document(job, &table.source, DECISIONS)
+            .await
+            .map_err(&state)?
+        {
+            Some(doc) => serde_json::from_value(doc).map_err(|e| SyncError::Other {
+                table: table.source.clone(),
+                message: format!("its setup decisions are unreadable ({e}); run setup again"),
+            })?,
+            None => return Err(SyncError::NotSetUp(table.source.clone())),
+        };
+        let owner = self.options.run_id.clone();
+        let lease_until = now + chrono::Duration::seconds(self.timing.lease_seconds as i64);
+        store
+            .acquire_lease(job, &table.source, &owner, now, lease_until)
+            .await
+            .map_err(&state)?;
+        let result = self.load_table(table, &decisions).await;
+        store
+            .release_lease(job, &table.source, &owner)
+            .await
+            .map_err(&state)?;
+        result
+    }
+
+    async fn load_table(
+        &self,
+        table: &Table,
+        d: &Decisions,
+    ) -> std::result::Result<Report, SyncError> {
+        let store = &self.app.store;
+        let job = &self.job.name;
+        let state = Self::state_error(table);
+        let other = |message: String| SyncError::Other {
+            table: table.source.clone(),
+            message,
+        };
+        let limits = Limits::resolve(
+            table,
+            self.app.settings.import_chunk_size.as_deref(),
+            self.app.settings.import_row_limit.as_deref(),
+        )
+        .map_err(|e| other(e.to_string()))?;
+        let mode = d.copy_mode.value;
+        let columns: Vec<_> = d.live_columns().collect();
+        let select: Vec<String> = columns.iter().map(|c| c.select.clone()).collect();
+        let loads: Vec<crate::warehouse::types::Load> = columns.iter().map(|c| c.load).collect();
+        let defs: Vec<ColumnDef> = columns
+            .iter()
+            .map(|c| ColumnDef {
+                name: c.name.clone(),
+                redshift_type: c.redshift_type.clone(),
+                not_null: false,
+            })
+            .collect();
+        // The cursor: (updated, pk...) or (pk...); a full copy pages by pk when it has one.
+        let mut key_names: Vec<String> = Vec::new();
+        if mode == CopyMode::InsertAndUpdate {
+            key_names.extend(d.updated_key.value.clone());
+        }
+        key_names.extend(d.primary_key.value.iter().cloned());
+        let keys: Vec<KeyColumn> = key_names
+            .iter()
+            .map(|k| {
+                let c = columns.iter().find(|c| &c.source == k).ok_or_else(|| {
+                    other(format!(
+                        "key column {k} is not among the copied columns; run setup again"
+                    ))
+                })?;
+                Ok(KeyColumn {
+                    name: k.clone(),
+                    pg_type: c.source_type.clone(),
+                })
+            })
+            .collect::<std::result::Result<_, SyncError>>()?;
+        let keep: Vec<usize> = key_names
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| &c.source == k))
+            .collect();
+        let pk_redshift: Vec<String> = d
+            .primary_key
+            .value
+            .iter()
+            .filter_map(|k| {
+                columns
+                    .iter()
+                    .find(|c| &c.source == k)
+                    .map(|c| c.name.clone())
+            })
+            .collect();
+
+        // Where to start.
+        let mark: Option<Mark> = if self.options.from_scratch || mode == CopyMode::FullDataSync {
+            None
+        } else {
+            store
+                .get_table_document(job, &table.source, MARK)
+                .await
+                .map_err(&state)?
+                .and_then(|m| serde_json::from_value::<Mark>(m).ok())
+                .filter(|m| m.mode == mode && m.keys == key_names)
+        };
+        let first = keys.first();
+        let is_time = |k: &KeyColumn| k.pg_type.starts_with("timestamp");
+        let ceiling = match first {
+            Some(k) if mode == CopyMode::InsertAndUpdate && is_time(k) => Some(
+                self.source_text(&format!(
+                    "SELECT (now() - make_interval(secs => {}))::{}::text",
+                    self.timing.settle_seconds, k.pg_type
+                ))
+                .await
+                .map_err(&other)?,
+            ),
+            _ => None,
+        };
+        // INSERT_AND_UPDATE re-reads the lookback window before its mark.
+        let (mut cursor, floor): (Option<Vec<String>>, Option<String>) = match (&mark, first) {
+            (Some(m), Some(k)) if mode == CopyMode::InsertAndUpdate && is_time(k) => {
+                let floor = self
+                    .source_text(&format!(
+                        "SELECT ({}::{} - make_interval(secs => {}))::{}::text",
+                        crate::quote::pg_literal(&m.cursor[0]),
+                        k.pg_type,
+                        self.timing.lookback_seconds,
+                        k.pg_type
+                    ))
+                    .await
+                    .map_err(&other)?;
+                (None, Some(floor))
+            }
+            (Some(m), _) => (Some(m.cursor.clone()), None),
+            (None, _) => (None, None),
+        };
+
+        let destination = d.destination.clone();
+        let target = if mode == CopyMode::FullDataSync {
+            let new = TableRef::new(
+                &destination.schema,
+                format!("{}__rsl_new", destination.name),
+            );
+            let q = |t: &TableRef| crate::quote::qualified(&t.schema, &t.name);
+            self.redshift
+                .batch_execute(&format!("DROP TABLE IF EXISTS {}", q(&new)))
+                .await
+                .map_err(|e| other(crate::connect::error_chain(&e)))?;
+            self.redshift
+                .batch_execute(&format!(
+                    "CREATE TABLE {} (LIKE {})",
+                    q(&new),
+                    q(&destination)
+                ))
+                .await
+                .map_err(|e| other(crate::connect::error_chain(&e)))?;
+            new
+        } else {
+            destination.clone()
+        };
+
+        let mut report = Report::default();
+        let full = mode == CopyMode::FullDataSync;
+        loop {
+            let remaining = if full {
+                limits.chunk_size
+            } else {
+                limits
+                    .row_limit
+                    .saturating_sub(report.rows)
+                    .min(limits.chunk_size)
+            };
+            if remaining == 0 {
+                break;
+            }
+            if !full && self.options.deadline.is_some_and(|d| Instant::now() >= d) {
+                break;
+            }
+            let chunk_no = report.chunks + 1;
+            let prefix = key::chunk_prefix(
+                &self.app.settings.staging_prefix,
+                job,
+                &table.source,
+                &self.options.run_id,
+                chunk_no,
+            );
+            let part = key::part_key(&prefix, 1, "csv.gz");
+            let sql = query::copy_out(&query::chunk_select(&Chunk {
+                table: &table.source,
+                select: &select,
+                keys: &keys,
+                after: cursor.as_deref(),
+                floor: if cursor.is_none() {
+                    floor.as_deref()
+                } else {
+                    None
+                },
+                ceiling: ceiling.as_deref(),
+                limit: if keys.is_empty() {
+                    None
+                } else {
+                    Some(remaining)
+                },
+            }));
+            let upload = GzipUpload::new(self.app.clients.s3.clone(), &self.bucket, &part, 8 << 20);
+            let extracted = extract_chunk(&self.source, &sql, loads.clone(), keep.clone(), upload)
+                .await
+                .map_err(|source| SyncError::Extract {
+                    table: table.source.clone(),
+                    source: Box::new(source),
+                })?;
+            let rows = extracted.stats.rows;
+            if rows == 0 {
+                self.cleanup(&[part]).await;
+                report.caught_up = true;
+                break;
+            }
+            let manifest_key = key::manifest_key(&prefix);
+            let manifest = key::manifest(&self.bucket, &[(part.clone(), extracted.uploaded.bytes)]);
+            self.app
+                .clients
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(&manifest_key)
+                .body(manifest.into_bytes().into())
+                .send()
+                .await
+                .map_err(|e| {
+                    other(format!(
+                        "staging the manifest failed: {}",
+                        crate::connect::error_chain(&e)
+                    ))
+                })?;
+            let manifest_url = format!("s3://{}/{manifest_key}", self.bucket);
+            let from = CopyFrom {
+                manifest_url: &manifest_url,
+                iam_role: &self.iam_role,
+                region: None,
+            };
+            let merge = if full || pk_redshift.is_empty() {
+                Merge::Append
+            } else {
+                Merge::Upsert { key: &pk_redshift }
+            };
+            let staged = format!("s3://{}/{prefix}/", self.bucket);
+            let loaded =
+                load_chunk(&self.redshift, &target, &defs, merge, &from, &staged, rows).await;
+            if let Err(e) = loaded {
+                self.cleanup(&[part, manifest_key]).await;
+                return Err(SyncError::Load(Box::new(e)));
+            }
+            report.rows += rows;
+            report.chunks += 1;
+            report.bytes_staged += extracted.uploaded.bytes;
+            report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
+            report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
+            let next: Vec<String> = extracted
+                .last
+                .iter()
+                .map(|v| v.clone().unwrap_or_default())
+                .collect();
+            if !full && !keys.is_empty() {
+                let mark = Mark {
+                    mode,
+                    keys: key_names.clone(),
+                    cursor: next.clone(),
+                };
+                store
+                    .put_table_document_leased(
+                        job,
+                        &table.source,
+                        &self.options.run_id,
+                        MARK,
+                        &serde_json::to_value(&mark).expect("marks serialize"),
+                        Utc::now(),
+                    )
+                    .await
+                    .map_err(&state)?;
+            }
+            self.cleanup(&[part, manifest_key]).await;
+            cursor = Some(next);
+            if keys.is_empty() || rows < remaining {
+                report.caught_up = true;
+                break;
+            }
+        }
+        if full {
+            if !report.caught_up {
+                return Err(other(
+                    "FULL_DATA_SYNC stopped before the end of the table; nothing was swapped in"
+                        .into(),
+                ));
+            }
+            self.swap(&destination, &target).await.map_err(&other)?;
+        }
+        Ok(report)
+    }
+
+    /// Replaces `destination` by `new` in one transaction: readers see the old table or
+    /// the new one, never a half-loaded one.
+    async fn swap(
+        &self,
+        destination: &TableRef,
+        new: &TableRef,
+    ) -> std::result::Result<(), String> {
+        let q = |t: &TableRef| crate::quote::qualified(&t.schema, &t.name);
+        let old_name = format!("{}__rsl_old", destination.name);
+        let old = TableRef::new(&destination.schema, &old_name);
+        let sql = format!(
+            "BEGIN; DROP TABLE IF EXISTS {old}; ALTER TABLE {dest} RENAME TO {old_ident}; ALTER TABLE {new} RENAME TO {dest_ident}; DROP TABLE {old}; COMMIT",
+            old = q(&old),
+            dest = q(destination),
+            old_ident = crate::quote::ident(&old_name),
+            new = q(new),
+            dest_ident = crate::quote::ident(&destination.name),
+        );
+        if let Err(e) = self.redshift.batch_execute(&sql).await {
+            let _ = self.redshift.batch_execute("ROLLBACK").await;
+            return Err(format!(
+                "swapping in the new table failed: {}",
+                crate::connect::error_chain(&e)
+            ));
+        }
+        Ok(())
+    }
+
+    async fn source_text(&self, sql: &str) -> std::result::Result<String, String> {
+        let rows = self
+            .source
+            .simple_query(sql)
+            .await
+            .map_err(|e| crate::connect::error_chain(&e))?;
+        rows.iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                _ => None,
+            })
+            .ok_or_else(|| format!("`{sql}` returned nothing"))
+    }
+
+    /// Deletes staged objects; a failure only leaves work for the bucket's lifecycle rule.
+    async fn cleanup(&self, keys: &[String]) {
+        for k in keys {
+            if let Err(e) = self
+                .app
+                .clients
+                .s3
+                .delete_object()
+                .bucket(&self.bucket)
+                .key(k)
+                .send()
+                .await
+            {
+                tracing::warn!(key = %k, error = %crate::connect::error_chain(&e), "deleting a staged object failed");
+            }
+        }
+    }
+
+    /// Stores the table's last result (and error) for `status`.
+    async fn record(&self, table: &Table, result: &std::result::Result<Report, SyncError>) {
+        let now = Utc::now();
+        let doc = match result {
+            Ok(r) => serde_json::json!({
+                "run_id": self.options.run_id, "at": now.to_rfc3339(), "ok": true, "report": r,
+            }),
+            Err(e) => serde_json::json!({
+                "run_id": self.options.run_id, "at": now.to_rfc3339(), "ok": false, "error": e.to_string(),
+            }),
+        };
+        if let Err(e) = self
+            .app
+            .store
+            .put_table_document(&self.job.name, &table.source, LAST_RUN, &doc, now)
+            .await
+        {
+            tracing::warn!(table = %table.source, error = %e, "recording the run result failed");
+        }
+    }
+}

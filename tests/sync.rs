@@ -1,0 +1,244 @@
+//! `run` end to end: source PostgreSQL → S3 (moto) → the Redshift emulator, each mode,
+//! initial and incremental loads, compared value by value.
+
+use redshift_loader::config::{CopyMode, Job, TableRef};
+use redshift_loader::setup;
+use redshift_loader::sync::{self, Mark, Options, Outcome, Report, Timing, MARK};
+use tokio_postgres::{Client, SimpleQueryMessage};
+
+use crate::support::World;
+
+const TIMING: Timing = Timing {
+    settle_seconds: 0,
+    lookback_seconds: 60,
+    lease_seconds: 600,
+};
+
+async fn setup_job(w: &World, job: &Job) {
+    let outcomes = setup::run(&w.app, job, &setup::Options::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    for o in outcomes {
+        o.result
+            .unwrap_or_else(|e| panic!("setup {}: {e}", o.table));
+    }
+}
+
+async fn run(w: &World, job: &Job) -> Vec<Outcome> {
+    let options = Options {
+        run_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ..Options::default()
+    };
+    sync::run(&w.app, job, &options, TIMING).await.unwrap()
+}
+
+fn ok(o: &Outcome) -> &Report {
+    match &o.result {
+        Ok(r) => r,
+        Err(e) => panic!("run of {} failed: {e}", o.table),
+    }
+}
+
+/// Every row as text, in a UTC session: the canonical form both sides must agree on.
+async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
+    client
+        .simple_query(sql)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn assert_same(w: &World, source_sql: &str, warehouse_sql: &str) {
+    let src = rows(&w.source().await, source_sql).await;
+    let dst = rows(&w.warehouse().await, warehouse_sql).await;
+    assert!(!src.is_empty());
+    assert_eq!(src.len(), dst.len(), "row counts differ");
+    for (a, b) in src.iter().zip(&dst) {
+        assert_eq!(a, b);
+    }
+}
+
+#[tokio::test]
+async fn insert_and_update_in_chunks_of_7_with_500_equal_updated_at() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders (id bigserial PRIMARY KEY, note text, total numeric(12,2), meta jsonb,
+                                  updated_at timestamptz NOT NULL);
+             CREATE INDEX ON orders (updated_at);
+             INSERT INTO orders (note, total, meta, updated_at)
+               SELECT 'order ' || i, i * 1.25, jsonb_build_object('i', i), '2024-01-01 00:00:00+00'
+               FROM generate_series(1, 500) i;
+             INSERT INTO orders (note, total, meta, updated_at)
+               SELECT NULL, NULL, NULL, '2024-01-01 00:00:00+00'::timestamptz + i * interval '1 second'
+               FROM generate_series(1, 20) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "iau",
+            "  - source: public.orders\n    import_chunk_size: 7\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    let outcomes = run(&w, &job).await;
+    let report = ok(&outcomes[0]);
+    assert_eq!(report.rows, 520);
+    assert!(report.caught_up);
+    assert_eq!(report.chunks, 75, "520 rows in chunks of 7");
+    let compare = (
+        "SELECT id, note, total, meta, updated_at FROM orders ORDER BY id",
+        "SELECT id, note, total, meta, updated_at FROM analytics.orders ORDER BY id",
+    );
+    assert_same(&w, compare.0, compare.1).await;
+    let mark: Mark = serde_json::from_value(
+        w.app
+            .store
+            .get_table_document("iau", &TableRef::new("public", "orders"), MARK)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(mark.mode, CopyMode::InsertAndUpdate);
+    assert_eq!(mark.keys, vec!["updated_at", "id"]);
+    assert_eq!(mark.cursor, vec!["2024-01-01 00:00:20+00", "520"]);
+
+    // Changes and new rows, then a second run: the warehouse follows, nothing doubles.
+    w.source()
+        .await
+        .batch_execute(
+            "UPDATE orders SET note = 'changed', updated_at = '2024-01-01 00:00:30+00' WHERE id % 50 = 0;
+             INSERT INTO orders (note, updated_at) SELECT 'new', '2024-01-01 00:00:30+00' FROM generate_series(1, 5);",
+        )
+        .await
+        .unwrap();
+    let outcomes = run(&w, &job).await;
+    assert!(ok(&outcomes[0]).caught_up);
+    assert_same(&w, compare.0, compare.1).await;
+}
+
+#[tokio::test]
+async fn insert_only_loads_new_rows_after_its_mark() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE events (id serial PRIMARY KEY, kind text, at timestamptz);
+             INSERT INTO events (kind, at) SELECT 'k' || i, '2024-01-01'::timestamptz + i * interval '1 minute'
+               FROM generate_series(1, 50) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "ins",
+            "  - source: public.events\n    import_chunk_size: 7\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    assert_eq!(ok(&run(&w, &job).await[0]).rows, 50);
+    w.source()
+        .await
+        .batch_execute("INSERT INTO events (kind) SELECT 'later' FROM generate_series(1, 10)")
+        .await
+        .unwrap();
+    let second = run(&w, &job).await;
+    assert_eq!(ok(&second[0]).rows, 10, "only the new rows are read");
+    assert_same(
+        &w,
+        "SELECT id, kind, at FROM events ORDER BY id",
+        "SELECT id, kind, at FROM analytics.events ORDER BY id",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn full_data_sync_swaps_in_a_complete_copy_including_deletes() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE countries (code text PRIMARY KEY, name text);
+             INSERT INTO countries SELECT 'c' || i, 'country ' || i FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "full",
+            "  - source: public.countries\n    import_chunk_size: 7\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    assert_eq!(ok(&run(&w, &job).await[0]).rows, 30);
+    w.source()
+        .await
+        .batch_execute("DELETE FROM countries WHERE code < 'c2'; UPDATE countries SET name = 'renamed' WHERE code = 'c5'")
+        .await
+        .unwrap();
+    let second = run(&w, &job).await;
+    assert!(ok(&second[0]).caught_up);
+    assert_same(
+        &w,
+        "SELECT code, name FROM countries ORDER BY code",
+        "SELECT code, name FROM analytics.countries ORDER BY code",
+    )
+    .await;
+    let leftovers = rows(
+        &w.warehouse().await,
+        "SELECT relname FROM pg_class WHERE relname LIKE 'countries__rsl%'",
+    )
+    .await;
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[tokio::test]
+async fn a_value_redshift_rejects_names_the_column_keeps_the_mark_and_spares_other_tables() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE days (id serial PRIMARY KEY, day date);
+             INSERT INTO days (day) VALUES ('2024-01-01'), ('infinity');
+             CREATE TABLE fine (id serial PRIMARY KEY, v text);
+             INSERT INTO fine (v) VALUES ('a'), ('b');",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply("bad", "  - source: public.days\n  - source: public.fine\n")
+        .await;
+    setup_job(&w, &job).await;
+    let outcomes = run(&w, &job).await;
+    let message = match &outcomes[0].result {
+        Ok(r) => panic!("loaded {r:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(message.contains("column day"), "{message}");
+    assert!(
+        message.contains("Invalid timestamp format or value"),
+        "{message}"
+    );
+    assert!(message.contains("infinity"), "{message}");
+    assert_eq!(ok(&outcomes[1]).rows, 2);
+    let mark = w
+        .app
+        .store
+        .get_table_document("bad", &TableRef::new("public", "days"), MARK)
+        .await
+        .unwrap();
+    assert_eq!(mark, None, "the mark did not move");
+    let stored = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.days").await;
+    assert_eq!(stored[0][0].as_deref(), Some("0"));
+}
