@@ -6,7 +6,8 @@
 //!   empty string stays an empty string and a text that is literally `\N` stays text.
 //! - A text value longer than its column's byte limit is cut on a UTF-8 character
 //!   boundary and counted; a JSON or binary value over its limit cannot be cut, so it
-//!   loads as NULL and is counted. Nothing changes silently: the counts are in
+//!   loads as NULL and is counted, as does an empty binary value (an empty CSV field
+//!   is NULL to Redshift for every type but text). Nothing changes silently: the counts are in
 //!   [`EncodeStats`] and end up in the run's summary.
 //! - Input arrives in arbitrary pieces; one field at a time is held, never a row set.
 
@@ -254,7 +255,10 @@ impl Encoder {
                 }
             }
             Load::Hex { max_bytes } => {
-                if self.field.len() / 2 > max_bytes as usize {
+                // An empty binary value has no CSV form Redshift reads back as empty
+                // (an empty field loads NULL into VARBYTE): it is counted with the
+                // values loaded as NULL.
+                if self.field.len() / 2 > max_bytes as usize || self.field.is_empty() {
                     *self.stats.nulled.entry(column).or_default() += 1;
                     out.extend_from_slice(b"\\N");
                 } else {
@@ -373,6 +377,9 @@ mod tests {
         assert_eq!(out, "\"{\"\"a\"\":1}\",\"0a0b\"\n\\N,\\N\n");
         assert_eq!(stats.nulled.get(&0), Some(&1));
         assert_eq!(stats.nulled.get(&1), Some(&1));
+        let (out, stats) = encode(vec![Load::Hex { max_bytes: 2 }], "\"\"\n");
+        assert_eq!(out, "\\N\n", "an empty binary value cannot load as empty");
+        assert_eq!(stats.nulled.get(&0), Some(&1));
     }
 
     #[test]
