@@ -88,6 +88,21 @@ pub struct Mark {
     pub keys: Vec<String>,
     /// Their values in the last loaded row, as the source prints them.
     pub cursor: Vec<String>,
+    /// INSERT_AND_UPDATE: the primary key of the last row loaded whose updated key is
+    /// NULL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_cursor: Option<Vec<String>>,
+}
+
+/// One pass over the source: a cursor, its bounds, and whether it reads the rows whose
+/// updated key is NULL.
+struct PassDef {
+    keys: Vec<KeyColumn>,
+    keep: Vec<usize>,
+    cursor: Option<Vec<String>>,
+    floor: Option<String>,
+    ceiling: Option<String>,
+    null_key: Option<String>,
 }
 
 /// What one table's run did.
@@ -101,6 +116,8 @@ pub struct Report {
     /// Text values cut to their column's size, JSON/binary values too large (NULL).
     pub values_truncated: u64,
     pub values_nulled: u64,
+    /// Reads that found nothing new (the last of each pass).
+    pub empty_reads: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -329,7 +346,7 @@ impl Ctx<'_> {
             _ => None,
         };
         // INSERT_AND_UPDATE re-reads the lookback window before its mark.
-        let (mut cursor, floor): (Option<Vec<String>>, Option<String>) = match (&mark, first) {
+        let (cursor, floor): (Option<Vec<String>>, Option<String>) = match (&mark, first) {
             (Some(m), Some(k)) if mode == CopyMode::InsertAndUpdate && is_time(k) => {
                 let floor = self
                     .source_text(&format!(
@@ -373,130 +390,179 @@ impl Ctx<'_> {
 
         let mut report = Report::default();
         let full = mode == CopyMode::FullDataSync;
-        loop {
-            let remaining = if full {
-                limits.chunk_size
-            } else {
-                limits
-                    .row_limit
-                    .saturating_sub(report.rows)
-                    .min(limits.chunk_size)
-            };
-            if remaining == 0 {
-                break;
-            }
-            if !full && self.options.deadline.is_some_and(|d| Instant::now() >= d) {
-                break;
-            }
-            let chunk_no = report.chunks + 1;
-            let prefix = key::chunk_prefix(
-                &self.app.settings.staging_prefix,
-                job,
-                &table.source,
-                &self.options.run_id,
-                chunk_no,
-            );
-            let part = key::part_key(&prefix, 1, "csv.gz");
-            let sql = query::copy_out(&query::chunk_select(&Chunk {
-                table: &table.source,
-                select: &select,
-                keys: &keys,
-                after: cursor.as_deref(),
-                floor: if cursor.is_none() {
-                    floor.as_deref()
+        // The passes: the main one on the cursor; for INSERT_AND_UPDATE a second one, by
+        // primary key, over rows whose updated key is NULL (they never compare greater
+        // than a cursor, so without it they would be skipped).
+        let mut state_mark = Mark {
+            mode,
+            keys: key_names.clone(),
+            cursor: mark.as_ref().map(|m| m.cursor.clone()).unwrap_or_default(),
+            null_cursor: mark.as_ref().and_then(|m| m.null_cursor.clone()),
+        };
+        let mut passes = vec![PassDef {
+            keys: keys.clone(),
+            keep: keep.clone(),
+            cursor,
+            floor,
+            ceiling,
+            null_key: None,
+        }];
+        if mode == CopyMode::InsertAndUpdate && keys.len() > 1 {
+            passes.push(PassDef {
+                keys: keys[1..].to_vec(),
+                keep: keep[1..].to_vec(),
+                cursor: state_mark.null_cursor.clone(),
+                floor: None,
+                ceiling: None,
+                null_key: Some(keys[0].name.clone()),
+            });
+        }
+        let mut all_caught_up = true;
+        for pass in passes {
+            let PassDef {
+                keys,
+                keep,
+                mut cursor,
+                floor,
+                ceiling,
+                null_key,
+            } = pass;
+            let mut pass_caught_up = false;
+            loop {
+                let remaining = if full {
+                    limits.chunk_size
                 } else {
-                    None
-                },
-                ceiling: ceiling.as_deref(),
-                limit: if keys.is_empty() {
-                    None
-                } else {
-                    Some(remaining)
-                },
-            }));
-            let upload = GzipUpload::new(self.app.clients.s3.clone(), &self.bucket, &part, 8 << 20);
-            let extracted = extract_chunk(&self.source, &sql, loads.clone(), keep.clone(), upload)
-                .await
-                .map_err(|source| SyncError::Extract {
-                    table: table.source.clone(),
-                    source: Box::new(source),
-                })?;
-            let rows = extracted.stats.rows;
-            if rows == 0 {
-                self.cleanup(&[part]).await;
-                report.caught_up = true;
-                break;
-            }
-            let manifest_key = key::manifest_key(&prefix);
-            let manifest = key::manifest(&self.bucket, &[(part.clone(), extracted.uploaded.bytes)]);
-            self.app
-                .clients
-                .s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&manifest_key)
-                .body(manifest.into_bytes().into())
-                .send()
-                .await
-                .map_err(|e| {
-                    other(format!(
-                        "staging the manifest failed: {}",
-                        crate::connect::error_chain(&e)
-                    ))
-                })?;
-            let manifest_url = format!("s3://{}/{manifest_key}", self.bucket);
-            let from = CopyFrom {
-                manifest_url: &manifest_url,
-                iam_role: &self.iam_role,
-                region: None,
-            };
-            let merge = if full || pk_redshift.is_empty() {
-                Merge::Append
-            } else {
-                Merge::Upsert { key: &pk_redshift }
-            };
-            let staged = format!("s3://{}/{prefix}/", self.bucket);
-            let loaded =
-                load_chunk(&self.redshift, &target, &defs, merge, &from, &staged, rows).await;
-            if let Err(e) = loaded {
-                self.cleanup(&[part, manifest_key]).await;
-                return Err(SyncError::Load(Box::new(e)));
-            }
-            report.rows += rows;
-            report.chunks += 1;
-            report.bytes_staged += extracted.uploaded.bytes;
-            report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
-            report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
-            let next: Vec<String> = extracted
-                .last
-                .iter()
-                .map(|v| v.clone().unwrap_or_default())
-                .collect();
-            if !full && !keys.is_empty() {
-                let mark = Mark {
-                    mode,
-                    keys: key_names.clone(),
-                    cursor: next.clone(),
+                    limits
+                        .row_limit
+                        .saturating_sub(report.rows)
+                        .min(limits.chunk_size)
                 };
-                store
-                    .put_table_document_leased(
-                        job,
-                        &table.source,
-                        &self.options.run_id,
-                        MARK,
-                        &serde_json::to_value(&mark).expect("marks serialize"),
-                        Utc::now(),
-                    )
+                if remaining == 0 {
+                    break;
+                }
+                if !full && self.options.deadline.is_some_and(|d| Instant::now() >= d) {
+                    break;
+                }
+                let chunk_no = report.chunks + 1 + report.empty_reads;
+                let prefix = key::chunk_prefix(
+                    &self.app.settings.staging_prefix,
+                    job,
+                    &table.source,
+                    &self.options.run_id,
+                    chunk_no,
+                );
+                let part = key::part_key(&prefix, 1, "csv.gz");
+                let sql = query::copy_out(&query::chunk_select(&Chunk {
+                    table: &table.source,
+                    select: &select,
+                    keys: &keys,
+                    after: cursor.as_deref(),
+                    floor: if cursor.is_none() {
+                        floor.as_deref()
+                    } else {
+                        None
+                    },
+                    ceiling: ceiling.as_deref(),
+                    null_key: null_key.as_deref(),
+                    limit: if keys.is_empty() {
+                        None
+                    } else {
+                        Some(remaining)
+                    },
+                }));
+                let upload =
+                    GzipUpload::new(self.app.clients.s3.clone(), &self.bucket, &part, 8 << 20);
+                let extracted =
+                    extract_chunk(&self.source, &sql, loads.clone(), keep.clone(), upload)
+                        .await
+                        .map_err(|source| SyncError::Extract {
+                            table: table.source.clone(),
+                            source: Box::new(source),
+                        })?;
+                let rows = extracted.stats.rows;
+                if rows == 0 {
+                    self.cleanup(&[part]).await;
+                    report.empty_reads += 1;
+                    pass_caught_up = true;
+                    break;
+                }
+                let manifest_key = key::manifest_key(&prefix);
+                let manifest =
+                    key::manifest(&self.bucket, &[(part.clone(), extracted.uploaded.bytes)]);
+                self.app
+                    .clients
+                    .s3
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(&manifest_key)
+                    .body(manifest.into_bytes().into())
+                    .send()
                     .await
-                    .map_err(&state)?;
+                    .map_err(|e| {
+                        other(format!(
+                            "staging the manifest failed: {}",
+                            crate::connect::error_chain(&e)
+                        ))
+                    })?;
+                let manifest_url = format!("s3://{}/{manifest_key}", self.bucket);
+                let from = CopyFrom {
+                    manifest_url: &manifest_url,
+                    iam_role: &self.iam_role,
+                    region: None,
+                };
+                let merge = if full || pk_redshift.is_empty() {
+                    Merge::Append
+                } else {
+                    Merge::Upsert { key: &pk_redshift }
+                };
+                let staged = format!("s3://{}/{prefix}/", self.bucket);
+                let loaded =
+                    load_chunk(&self.redshift, &target, &defs, merge, &from, &staged, rows).await;
+                if let Err(e) = loaded {
+                    self.cleanup(&[part, manifest_key]).await;
+                    return Err(SyncError::Load(Box::new(e)));
+                }
+                report.rows += rows;
+                report.chunks += 1;
+                report.bytes_staged += extracted.uploaded.bytes;
+                report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
+                report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
+                let next: Vec<String> = extracted
+                    .last
+                    .iter()
+                    .map(|v| v.clone().unwrap_or_default())
+                    .collect();
+                if !full && !keys.is_empty() {
+                    if null_key.is_some() {
+                        state_mark.null_cursor = Some(next.clone());
+                    } else {
+                        state_mark.cursor = next.clone();
+                    }
+                    store
+                        .put_table_document_leased(
+                            job,
+                            &table.source,
+                            &self.options.run_id,
+                            MARK,
+                            &serde_json::to_value(&state_mark).expect("marks serialize"),
+                            Utc::now(),
+                        )
+                        .await
+                        .map_err(&state)?;
+                }
+                self.cleanup(&[part, manifest_key]).await;
+                cursor = Some(next);
+                if keys.is_empty() || rows < remaining {
+                    pass_caught_up = true;
+                    break;
+                }
             }
-            self.cleanup(&[part, manifest_key]).await;
-            cursor = Some(next);
-            if keys.is_empty() || rows < remaining {
-                report.caught_up = true;
+            if !pass_caught_up {
+                all_caught_up = false;
                 break;
             }
         }
+        report.caught_up = all_caught_up;
         if full {
             if !report.caught_up {
                 return Err(other(

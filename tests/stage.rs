@@ -137,6 +137,7 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         after: Some(&after),
         floor: None,
         ceiling: None,
+        null_key: None,
         limit: Some(10),
     }));
     let upload = GzipUpload::new(

@@ -300,3 +300,122 @@ async fn every_supported_type_round_trips_exactly() {
     );
     assert_same(&w, &source_sql, &warehouse_sql).await;
 }
+
+#[tokio::test]
+async fn rows_whose_updated_key_is_null_are_loaded_not_skipped() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE tickets (id serial PRIMARY KEY, title text, updated_at timestamptz);
+             CREATE INDEX ON tickets (updated_at);
+             INSERT INTO tickets (title, updated_at) SELECT 't' || i, CASE WHEN i % 3 = 0 THEN NULL
+               ELSE '2024-01-01'::timestamptz + i * interval '1 second' END FROM generate_series(1, 40) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "nulls",
+            "  - source: public.tickets\n    import_chunk_size: 4\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    let first = run(&w, &job).await;
+    assert_eq!(ok(&first[0]).rows, 40);
+    let compare = (
+        "SELECT id, title, updated_at FROM tickets ORDER BY id",
+        "SELECT id, title, updated_at FROM analytics.tickets ORDER BY id",
+    );
+    assert_same(&w, compare.0, compare.1).await;
+    // New NULL rows are found by the primary key; rows given a timestamp by the cursor.
+    w.source()
+        .await
+        .batch_execute(
+            "INSERT INTO tickets (title) VALUES ('late null 1'), ('late null 2');
+             UPDATE tickets SET title = 'now dated', updated_at = '2024-01-02' WHERE id = 3;",
+        )
+        .await
+        .unwrap();
+    let second = run(&w, &job).await;
+    assert!(ok(&second[0]).caught_up);
+    assert_same(&w, compare.0, compare.1).await;
+}
+
+#[tokio::test]
+async fn a_table_another_run_is_loading_is_skipped_with_the_holder_named() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE a (id serial PRIMARY KEY); INSERT INTO a DEFAULT VALUES;
+             CREATE TABLE b (id serial PRIMARY KEY); INSERT INTO b DEFAULT VALUES;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply("busy", "  - source: public.a\n  - source: public.b\n")
+        .await;
+    setup_job(&w, &job).await;
+    let now = chrono::Utc::now();
+    w.app
+        .store
+        .acquire_lease(
+            "busy",
+            &TableRef::new("public", "a"),
+            "lambda-run-42",
+            now,
+            now + chrono::Duration::minutes(10),
+        )
+        .await
+        .unwrap();
+    let outcomes = run(&w, &job).await;
+    let message = match &outcomes[0].result {
+        Ok(r) => panic!("ran anyway: {r:?}"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        message.contains("is being loaded by run lambda-run-42"),
+        "{message}"
+    );
+    assert_eq!(ok(&outcomes[1]).rows, 1);
+    let loaded = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.a").await;
+    assert_eq!(loaded[0][0].as_deref(), Some("0"));
+}
+
+#[tokio::test]
+async fn a_row_committed_late_is_loaded_by_the_next_run() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE payments (id serial PRIMARY KEY, amount int, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             CREATE INDEX ON payments (updated_at);",
+        )
+        .await
+        .unwrap();
+    let job = w.apply("late", "  - source: public.payments\n").await;
+    setup_job(&w, &job).await;
+    // A transaction stamps its row, then takes its time to commit...
+    let slow = w.source().await;
+    slow.batch_execute("BEGIN; INSERT INTO payments (amount) VALUES (1)")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    // ...while a later row commits at once and is loaded, moving the mark past the first.
+    w.source()
+        .await
+        .batch_execute("INSERT INTO payments (amount) VALUES (2)")
+        .await
+        .unwrap();
+    assert_eq!(ok(&run(&w, &job).await[0]).rows, 1);
+    slow.batch_execute("COMMIT").await.unwrap();
+    // The next run re-reads the lookback window and finds it.
+    run(&w, &job).await;
+    assert_same(
+        &w,
+        "SELECT id, amount, updated_at FROM payments ORDER BY id",
+        "SELECT id, amount, updated_at FROM analytics.payments ORDER BY id",
+    )
+    .await;
+}

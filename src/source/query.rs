@@ -33,6 +33,9 @@ pub struct Chunk<'a> {
     pub floor: Option<&'a str>,
     /// Upper bound on the first key (INSERT_AND_UPDATE's settle ceiling), inclusive.
     pub ceiling: Option<&'a str>,
+    /// Read only rows where this column is NULL (the pass over rows whose updated key
+    /// is NULL, keyed by the primary key).
+    pub null_key: Option<&'a str>,
     /// Rows of the chunk; `None` reads everything (FULL_DATA_SYNC).
     pub limit: Option<u64>,
 }
@@ -45,6 +48,9 @@ pub fn chunk_select(c: &Chunk) -> String {
         quote::qualified(&c.table.schema, &c.table.name)
     );
     let mut conditions = Vec::new();
+    if let Some(column) = c.null_key {
+        conditions.push(format!("{} IS NULL", quote::ident(column)));
+    }
     if let Some(first) = c.keys.first() {
         // NULL keys never compare greater: they are read by their own pass.
         conditions.push(format!("{} IS NOT NULL", quote::ident(&first.name)));
@@ -125,6 +131,7 @@ mod tests {
             after: None,
             floor: Some("2024-05-01 09:00:00+00"),
             ceiling: Some("2024-05-01 10:00:00+00"),
+            null_key: None,
             limit: Some(7),
         });
         assert_eq!(
@@ -146,11 +153,33 @@ mod tests {
             after: Some(&after),
             floor: None,
             ceiling: None,
+            null_key: None,
             limit: Some(100),
         });
         assert_eq!(
             sql,
             "SELECT \"a\" FROM \"Sales\".\"Order \"\"Items\"\"\" WHERE \"a\" IS NOT NULL AND (\"a\", \"b\") > ('5'::integer, 'it''s'::text) ORDER BY \"a\", \"b\" LIMIT 100"
+        );
+    }
+
+    #[test]
+    fn the_null_pass_reads_rows_without_an_updated_key_by_primary_key() {
+        let t = TableRef::new("public", "orders");
+        let select = vec!["\"id\"".to_string()];
+        let keys = [key("id", "bigint")];
+        let sql = chunk_select(&Chunk {
+            table: &t,
+            select: &select,
+            keys: &keys,
+            after: None,
+            floor: None,
+            ceiling: None,
+            null_key: Some("updated_at"),
+            limit: Some(5),
+        });
+        assert_eq!(
+            sql,
+            "SELECT \"id\" FROM \"public\".\"orders\" WHERE \"updated_at\" IS NULL AND \"id\" IS NOT NULL ORDER BY \"id\" LIMIT 5"
         );
     }
 
@@ -165,6 +194,7 @@ mod tests {
             after: None,
             floor: None,
             ceiling: None,
+            null_key: None,
             limit: None,
         });
         assert_eq!(sql, "SELECT \"code\" FROM \"public\".\"countries\"");
