@@ -68,7 +68,39 @@ impl Timing {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+/// The points of a chunk's life, reported as they are passed. The CLI shows progress
+/// with them; tests stop a run at an exact point with them (an observer that returns an
+/// error ends the table's run there, as a crash would, leaving what was done).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// The chunk is out of the source and in S3.
+    Extracted,
+    /// Its manifest is in S3.
+    Staged,
+    /// Redshift copied it into the stage (the transaction is still open).
+    Copied,
+    /// Redshift committed it.
+    Committed,
+    /// The mark moved past it.
+    MarkMoved,
+    /// FULL_DATA_SYNC: the old table is renamed away, the new one not yet in (the
+    /// transaction is still open).
+    Swapping,
+}
+
+pub trait Observer: Send + Sync {
+    /// Called at each step with the chunk's number (from 1) and rows.
+    fn step(
+        &self,
+        table: &TableRef,
+        step: Step,
+        chunk: u64,
+        rows: u64,
+    ) -> std::result::Result<(), String>;
+}
+
+#[derive(Clone, Default)]
 pub struct Options {
     /// Only these tables; empty means every enabled table.
     pub tables: Vec<TableRef>,
@@ -78,6 +110,19 @@ pub struct Options {
     pub run_id: String,
     /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
     pub deadline: Option<Instant>,
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("tables", &self.tables)
+            .field("from_scratch", &self.from_scratch)
+            .field("run_id", &self.run_id)
+            .field("deadline", &self.deadline)
+            .field("observer", &self.observer.is_some())
+            .finish()
+    }
 }
 
 /// Where a table stopped in the source, stored after each committed chunk.
@@ -138,6 +183,13 @@ pub enum SyncError {
     Load(Box<LoadError>),
     #[error("table {table}: {message}")]
     Other { table: TableRef, message: String },
+    #[error("table {table}: stopped at {step:?} of chunk {chunk}: {reason}")]
+    Interrupted {
+        table: TableRef,
+        step: Step,
+        chunk: u64,
+        reason: String,
+    },
 }
 
 #[derive(Debug)]
@@ -480,6 +532,9 @@ impl Ctx<'_> {
                             source: Box::new(source),
                         })?;
                 let rows = extracted.stats.rows;
+                if rows > 0 {
+                    self.observe(&table.source, Step::Extracted, chunk_no, rows)?;
+                }
                 if rows == 0 {
                     self.cleanup(&[part]).await;
                     report.empty_reads += 1;
@@ -504,6 +559,7 @@ impl Ctx<'_> {
                             crate::connect::error_chain(&e)
                         ))
                     })?;
+                self.observe(&table.source, Step::Staged, chunk_no, rows)?;
                 let manifest_url = format!("s3://{}/{manifest_key}", self.bucket);
                 let from = CopyFrom {
                     manifest_url: &manifest_url,
@@ -516,12 +572,27 @@ impl Ctx<'_> {
                     Merge::Upsert { key: &pk_redshift }
                 };
                 let staged = format!("s3://{}/{prefix}/", self.bucket);
-                let loaded =
-                    load_chunk(&self.redshift, &target, &defs, merge, &from, &staged, rows).await;
-                if let Err(e) = loaded {
-                    self.cleanup(&[part, manifest_key]).await;
-                    return Err(SyncError::Load(Box::new(e)));
+                let before_commit = || self.observe(&table.source, Step::Copied, chunk_no, rows);
+                let loaded = load_chunk(
+                    &self.redshift,
+                    &target,
+                    &defs,
+                    merge,
+                    &from,
+                    &staged,
+                    rows,
+                    &before_commit,
+                )
+                .await;
+                match loaded {
+                    Ok(()) => {}
+                    Err(LoadError::Interrupted(e)) => return Err(*e),
+                    Err(e) => {
+                        self.cleanup(&[part, manifest_key]).await;
+                        return Err(SyncError::Load(Box::new(e)));
+                    }
                 }
+                self.observe(&table.source, Step::Committed, chunk_no, rows)?;
                 report.rows += rows;
                 report.chunks += 1;
                 report.bytes_staged += extracted.uploaded.bytes;
@@ -549,6 +620,7 @@ impl Ctx<'_> {
                         )
                         .await
                         .map_err(&state)?;
+                    self.observe(&table.source, Step::MarkMoved, chunk_no, rows)?;
                 }
                 self.cleanup(&[part, manifest_key]).await;
                 cursor = Some(next);
@@ -570,37 +642,84 @@ impl Ctx<'_> {
                         .into(),
                 ));
             }
-            self.swap(&destination, &target).await.map_err(&other)?;
+            self.swap(&table.source, &destination, &target, report.chunks)
+                .await?;
         }
         Ok(report)
+    }
+
+    fn observe(
+        &self,
+        table: &TableRef,
+        step: Step,
+        chunk: u64,
+        rows: u64,
+    ) -> std::result::Result<(), SyncError> {
+        match &self.options.observer {
+            None => Ok(()),
+            Some(o) => o
+                .step(table, step, chunk, rows)
+                .map_err(|reason| SyncError::Interrupted {
+                    table: table.clone(),
+                    step,
+                    chunk,
+                    reason,
+                }),
+        }
     }
 
     /// Replaces `destination` by `new` in one transaction: readers see the old table or
     /// the new one, never a half-loaded one.
     async fn swap(
         &self,
+        source: &TableRef,
         destination: &TableRef,
         new: &TableRef,
-    ) -> std::result::Result<(), String> {
+        chunks: u64,
+    ) -> std::result::Result<(), SyncError> {
         let q = |t: &TableRef| crate::quote::qualified(&t.schema, &t.name);
         let old_name = format!("{}__rsl_old", destination.name);
         let old = TableRef::new(&destination.schema, &old_name);
-        let sql = format!(
-            "BEGIN; DROP TABLE IF EXISTS {old}; ALTER TABLE {dest} RENAME TO {old_ident}; ALTER TABLE {new} RENAME TO {dest_ident}; DROP TABLE {old}; COMMIT",
+        let first = format!(
+            "BEGIN; DROP TABLE IF EXISTS {old}; ALTER TABLE {dest} RENAME TO {old_ident}",
             old = q(&old),
             dest = q(destination),
             old_ident = crate::quote::ident(&old_name),
+        );
+        let second = format!(
+            "ALTER TABLE {new} RENAME TO {dest_ident}; DROP TABLE {old}; COMMIT",
             new = q(new),
             dest_ident = crate::quote::ident(&destination.name),
+            old = q(&old),
         );
-        if let Err(e) = self.redshift.batch_execute(&sql).await {
-            let _ = self.redshift.batch_execute("ROLLBACK").await;
-            return Err(format!(
-                "swapping in the new table failed: {}",
-                crate::connect::error_chain(&e)
-            ));
+        let result = async {
+            self.redshift
+                .batch_execute(&first)
+                .await
+                .map_err(|e| SyncError::Other {
+                    table: source.clone(),
+                    message: format!(
+                        "swapping in the new table failed: {}",
+                        crate::connect::error_chain(&e)
+                    ),
+                })?;
+            self.observe(source, Step::Swapping, chunks, 0)?;
+            self.redshift
+                .batch_execute(&second)
+                .await
+                .map_err(|e| SyncError::Other {
+                    table: source.clone(),
+                    message: format!(
+                        "swapping in the new table failed: {}",
+                        crate::connect::error_chain(&e)
+                    ),
+                })
         }
-        Ok(())
+        .await;
+        if result.is_err() {
+            let _ = self.redshift.batch_execute("ROLLBACK").await;
+        }
+        result
     }
 
     async fn source_text(&self, sql: &str) -> std::result::Result<String, String> {

@@ -419,3 +419,112 @@ async fn a_row_committed_late_is_loaded_by_the_next_run() {
     )
     .await;
 }
+
+/// Stops the run at one step of one chunk, as a crash there would.
+struct CrashAt {
+    step: sync::Step,
+    chunk: u64,
+}
+
+impl sync::Observer for CrashAt {
+    fn step(&self, _: &TableRef, step: sync::Step, chunk: u64, _: u64) -> Result<(), String> {
+        if step == self.step && chunk == self.chunk {
+            return Err("injected crash".into());
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
+    use sync::Step::*;
+    for step in [Extracted, Staged, Copied, Committed, MarkMoved] {
+        let w = World::new().await;
+        w.source()
+            .await
+            .batch_execute(
+                "CREATE TABLE items (id serial PRIMARY KEY, v text, updated_at timestamptz NOT NULL);
+                 CREATE INDEX ON items (updated_at);
+                 INSERT INTO items (v, updated_at) SELECT 'v' || i, '2024-01-01'::timestamptz + (i / 4) * interval '1 second'
+                   FROM generate_series(1, 30) i;",
+            )
+            .await
+            .unwrap();
+        let job = w
+            .apply(
+                "crash",
+                "  - source: public.items\n    import_chunk_size: 7\n",
+            )
+            .await;
+        setup_job(&w, &job).await;
+        let options = Options {
+            run_id: format!("crashing-{step:?}"),
+            observer: Some(std::sync::Arc::new(CrashAt { step, chunk: 2 })),
+            ..Options::default()
+        };
+        let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+        let message = outcomes[0].result.as_ref().unwrap_err().to_string();
+        assert!(message.contains("injected crash"), "{step:?}: {message}");
+        // Changes arrive meanwhile; then a normal run catches up.
+        w.source()
+            .await
+            .batch_execute("UPDATE items SET v = 'changed' WHERE id IN (3, 9, 30)")
+            .await
+            .unwrap();
+        assert!(ok(&run(&w, &job).await[0]).caught_up, "{step:?}");
+        assert_same(
+            &w,
+            "SELECT id, v, updated_at FROM items ORDER BY id",
+            "SELECT id, v, updated_at FROM analytics.items ORDER BY id",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE plans (code text PRIMARY KEY, price int);
+             INSERT INTO plans SELECT 'p' || i, i FROM generate_series(1, 10) i;",
+        )
+        .await
+        .unwrap();
+    let job = w.apply("swap", "  - source: public.plans\n").await;
+    setup_job(&w, &job).await;
+    ok(&run(&w, &job).await[0]);
+    w.source()
+        .await
+        .batch_execute("UPDATE plans SET price = price * 100; DELETE FROM plans WHERE code = 'p1'")
+        .await
+        .unwrap();
+    let options = Options {
+        run_id: "crashing-swap".into(),
+        observer: Some(std::sync::Arc::new(CrashAt {
+            step: sync::Step::Swapping,
+            chunk: 1,
+        })),
+        ..Options::default()
+    };
+    let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+    assert!(outcomes[0].result.is_err());
+    let old = rows(
+        &w.warehouse().await,
+        "SELECT count(*), sum(price) FROM analytics.plans",
+    )
+    .await;
+    assert_eq!(
+        old[0],
+        vec![Some("10".to_string()), Some("55".to_string())],
+        "the old copy, whole"
+    );
+    ok(&run(&w, &job).await[0]);
+    assert_same(
+        &w,
+        "SELECT code, price FROM plans ORDER BY code",
+        "SELECT code, price FROM analytics.plans ORDER BY code",
+    )
+    .await;
+}

@@ -22,6 +22,7 @@ pub async fn run(
         from_scratch,
         run_id: new_run_id("cli"),
         deadline: None,
+        observer: Some(std::sync::Arc::new(LogProgress)),
     };
     let timing = Timing::from_lookup(|k| std::env::var(k).ok());
     let outcomes = sync::run(&app, &stored.job, &options, timing).await?;
@@ -72,6 +73,24 @@ pub async fn run(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// One log line per committed chunk, so a long run shows it is moving.
+struct LogProgress;
+
+impl sync::Observer for LogProgress {
+    fn step(
+        &self,
+        table: &TableRef,
+        step: sync::Step,
+        chunk: u64,
+        rows: u64,
+    ) -> Result<(), String> {
+        if step == sync::Step::Committed {
+            tracing::info!(%table, chunk, rows, "chunk loaded");
+        }
+        Ok(())
+    }
 }
 
 /// `cli-20261125T071500-1a2b3c4d`: sortable, unique, says where it came from.

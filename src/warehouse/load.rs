@@ -27,6 +27,9 @@ pub enum LoadError {
         loaded: u64,
         written: u64,
     },
+    /// The caller's `before_commit` said stop: the transaction was rolled back.
+    #[error("{0}")]
+    Interrupted(Box<crate::sync::SyncError>),
     #[error("Redshift: loading {table} failed at `{statement}`: {reason}")]
     Statement {
         table: TableRef,
@@ -45,7 +48,9 @@ pub enum Merge<'a> {
 }
 
 /// Loads one chunk. `target` receives the rows; `columns` are the loaded columns (in
-/// the staged files' order).
+/// the staged files' order). `before_commit` runs after the COPY, inside the
+/// transaction; an error from it rolls the chunk back.
+#[allow(clippy::too_many_arguments)]
 pub async fn load_chunk(
     rs: &tokio_postgres::Client,
     target: &TableRef,
@@ -54,6 +59,7 @@ pub async fn load_chunk(
     from: &CopyFrom<'_>,
     staged_prefix: &str,
     rows_written: u64,
+    before_commit: &(dyn Fn() -> Result<(), crate::sync::SyncError> + Sync),
 ) -> Result<(), LoadError> {
     let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
     let mut statements = vec![
@@ -73,6 +79,7 @@ pub async fn load_chunk(
                 written: rows_written,
             });
         }
+        before_commit().map_err(|e| LoadError::Interrupted(Box::new(e)))?;
         statements.clear();
         if let Merge::Upsert { key } = merge {
             statements.push(sql::delete_matching(target, STAGE, key));
