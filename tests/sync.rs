@@ -528,3 +528,69 @@ async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_million_rows_load_with_flat_memory() {
+    const ROWS: i64 = 1_000_000;
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(&format!(
+            "CREATE TABLE big (id bigint PRIMARY KEY, name text, amount numeric(12,2), doc jsonb,
+                               updated_at timestamptz NOT NULL);
+             CREATE INDEX ON big (updated_at);
+             INSERT INTO big SELECT i, 'customer ' || i || ' \"quoted\", with commas', i % 100000 / 100.0,
+               jsonb_build_object('i', i, 'tags', jsonb_build_array('a', 'b')),
+               '2024-01-01'::timestamptz + (i / 10) * interval '1 second'
+             FROM generate_series(1, {ROWS}) i;"
+        ))
+        .await
+        .unwrap();
+    let job = w.apply("big", "  - source: public.big\n").await;
+    setup_job(&w, &job).await;
+
+    // The CLI, as an operator runs it; its peak RSS comes from wait4.
+    let started = std::time::Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+        .args(["run", "big"])
+        .env_clear()
+        .envs(w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("IMPORT_CHUNK_SIZE", "250000")
+        .env("LOADER_SETTLE_SECONDS", "0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let (status, usage) = tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(rc, pid);
+        (status, usage)
+    })
+    .await
+    .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "run failed: {status}"
+    );
+    let peak_mib = usage.ru_maxrss as f64 / 1024.0;
+    eprintln!(
+        "run: {ROWS} rows in {seconds:.1} s ({:.0} rows/s), peak RSS {peak_mib:.1} MiB",
+        ROWS as f64 / seconds
+    );
+    let counts = rows(
+        &w.warehouse().await,
+        "SELECT count(*), sum(id), sum(amount) FROM analytics.big",
+    )
+    .await;
+    let source = rows(
+        &w.source().await,
+        "SELECT count(*), sum(id), sum(amount) FROM big",
+    )
+    .await;
+    assert_eq!(counts, source);
+    assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
+}
