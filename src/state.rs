@@ -465,6 +465,58 @@ impl Store {
         }
     }
 
+    /// Appends one run-history item (`RUN#<at>#<run_id>#<table>`), kept for `keep`
+    /// through the table's TTL attribute.
+    pub async fn put_run(
+        &self,
+        job: &str,
+        table: &TableRef,
+        run_id: &str,
+        at: DateTime<Utc>,
+        document: &serde_json::Value,
+        keep: chrono::Duration,
+    ) -> Result<(), StateError> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(job_pk(job)))
+            .item(
+                "sk",
+                s(format!(
+                    "RUN#{}#{run_id}#{table}",
+                    at.format("%Y-%m-%dT%H:%M:%S%.6fZ")
+                )),
+            )
+            .item("run", s(document.to_string()))
+            .item("expires_at", n((at + keep).timestamp().max(0) as u64))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("PutItem", e))?;
+        Ok(())
+    }
+
+    /// The job's run history, newest first, at most `limit` items.
+    pub async fn runs(&self, job: &str, limit: i32) -> Result<Vec<serde_json::Value>, StateError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :run)")
+            .expression_attribute_values(":pk", s(job_pk(job)))
+            .expression_attribute_values(":run", s("RUN#"))
+            .scan_index_forward(false)
+            .limit(limit)
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("Query", e))?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|item| get_s(item, "run"))
+            .filter_map(|text| serde_json::from_str(&text).ok())
+            .collect())
+    }
+
     /// Removes attributes of the job's `TABLE#` item (no-op when absent).
     pub async fn remove_table_attributes(
         &self,

@@ -25,8 +25,13 @@ use crate::warehouse::sql::{ColumnDef, CopyFrom};
 
 /// The `TABLE#` item attribute holding the mark.
 pub const MARK: &str = "mark";
-/// The `TABLE#` item attribute holding the last run's result.
+/// The `TABLE#` item attributes holding the last run's result, the last successful
+/// one, and the last failure (cleared by the next success).
 pub const LAST_RUN: &str = "last_run";
+pub const LAST_SUCCESS: &str = "last_success";
+pub const LAST_ERROR: &str = "last_error";
+/// How long run history items live (their TTL).
+pub const RUN_HISTORY_DAYS: i64 = 30;
 
 /// Timing rules for incremental loads (environment: `LOADER_SETTLE_SECONDS`,
 /// `LOADER_LOOKBACK_SECONDS`, `LOADER_LEASE_SECONDS`).
@@ -759,18 +764,48 @@ impl Ctx<'_> {
         let now = Utc::now();
         let doc = match result {
             Ok(r) => serde_json::json!({
-                "run_id": self.options.run_id, "at": now.to_rfc3339(), "ok": true, "report": r,
+                "table": table.source, "run_id": self.options.run_id, "at": now.to_rfc3339(),
+                "ok": true, "report": r,
             }),
             Err(e) => serde_json::json!({
-                "run_id": self.options.run_id, "at": now.to_rfc3339(), "ok": false, "error": e.to_string(),
+                "table": table.source, "run_id": self.options.run_id, "at": now.to_rfc3339(),
+                "ok": false, "error": e.to_string(),
             }),
         };
-        if let Err(e) = self
-            .app
-            .store
-            .put_table_document(&self.job.name, &table.source, LAST_RUN, &doc, now)
-            .await
-        {
+        let store = &self.app.store;
+        let job = &self.job.name;
+        let written = async {
+            store
+                .put_table_document(job, &table.source, LAST_RUN, &doc, now)
+                .await?;
+            match result {
+                Ok(_) => {
+                    store
+                        .put_table_document(job, &table.source, LAST_SUCCESS, &doc, now)
+                        .await?;
+                    store
+                        .remove_table_attributes(job, &table.source, &[LAST_ERROR])
+                        .await?;
+                }
+                Err(_) => {
+                    store
+                        .put_table_document(job, &table.source, LAST_ERROR, &doc, now)
+                        .await?
+                }
+            }
+            store
+                .put_run(
+                    job,
+                    &table.source,
+                    &self.options.run_id,
+                    now,
+                    &doc,
+                    chrono::Duration::days(RUN_HISTORY_DAYS),
+                )
+                .await
+        }
+        .await;
+        if let Err(e) = written {
             tracing::warn!(table = %table.source, error = %e, "recording the run result failed");
         }
     }

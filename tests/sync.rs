@@ -239,6 +239,35 @@ async fn a_value_redshift_rejects_names_the_column_keeps_the_mark_and_spares_oth
         .await
         .unwrap();
     assert_eq!(mark, None, "the mark did not move");
+    // The failure and the success are stored per table, and in the run history.
+    let store = &w.app.store;
+    let days = TableRef::new("public", "days");
+    let error = store
+        .get_table_document("bad", &days, sync::LAST_ERROR)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("infinity"),
+        "{error}"
+    );
+    assert!(store
+        .get_table_document("bad", &days, sync::LAST_SUCCESS)
+        .await
+        .unwrap()
+        .is_none());
+    let fine = TableRef::new("public", "fine");
+    let success = store
+        .get_table_document("bad", &fine, sync::LAST_SUCCESS)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(success["report"]["rows"], 2);
+    let history = store.runs("bad", 10).await.unwrap();
+    assert_eq!(history.len(), 2);
+    assert!(history
+        .iter()
+        .any(|r| r["ok"] == false && r["table"] == "public.days"));
     let stored = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.days").await;
     assert_eq!(stored[0][0].as_deref(), Some("0"));
 }
