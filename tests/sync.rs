@@ -580,6 +580,8 @@ async fn a_million_rows_load_with_flat_memory() {
 
     // The CLI, as an operator runs it; its peak RSS comes from wait4.
     let started = std::time::Instant::now();
+    // Reaped by wait4 below, which also reports its peak memory.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
         .args(["run", "big"])
         .env_clear()
