@@ -333,7 +333,8 @@ impl Ctx<'_> {
         let mode = d.copy_mode.value;
         let columns: Vec<_> = d.live_columns().collect();
         let select: Vec<String> = columns.iter().map(|c| c.select.clone()).collect();
-        let loads: Vec<crate::warehouse::types::Load> = columns.iter().map(|c| c.load).collect();
+        let mut loads: Vec<crate::warehouse::types::Load> =
+            columns.iter().map(|c| c.load).collect();
         let defs: Vec<ColumnDef> = columns
             .iter()
             .map(|c| ColumnDef {
@@ -450,6 +451,10 @@ impl Ctx<'_> {
         // The passes: the main one on the cursor; for INSERT_AND_UPDATE a second one, by
         // primary key, over rows whose updated key is NULL (they never compare greater
         // than a cursor, so without it they would be skipped).
+        let upsert = !full && !pk_redshift.is_empty();
+        if upsert {
+            loads.push(crate::warehouse::types::Load::Plain);
+        }
         let mut state_mark = Mark {
             mode,
             keys: key_names.clone(),
@@ -485,6 +490,13 @@ impl Ctx<'_> {
                 null_key,
             } = pass;
             let mut pass_caught_up = false;
+            let mut select = select.clone();
+            if upsert {
+                // The row's place in the chunk, for deduplication (see ROW_ORDER).
+                let order: Vec<String> =
+                    keys.iter().map(|k| crate::quote::ident(&k.name)).collect();
+                select.push(format!("row_number() OVER (ORDER BY {})", order.join(", ")));
+            }
             loop {
                 let remaining = if full {
                     limits.chunk_size
@@ -571,10 +583,10 @@ impl Ctx<'_> {
                     iam_role: &self.iam_role,
                     region: None,
                 };
-                let merge = if full || pk_redshift.is_empty() {
-                    Merge::Append
-                } else {
+                let merge = if upsert {
                     Merge::Upsert { key: &pk_redshift }
+                } else {
+                    Merge::Append
                 };
                 let staged = format!("s3://{}/{prefix}/", self.bucket);
                 let before_commit = || self.observe(&table.source, Step::Copied, chunk_no, rows);

@@ -625,3 +625,41 @@ async fn a_million_rows_load_with_flat_memory() {
     assert_eq!(counts, source);
     assert!(peak_mib < 100.0, "peak RSS {peak_mib:.1} MiB");
 }
+
+#[tokio::test]
+async fn duplicate_keys_at_the_source_become_one_row_the_newest() {
+    let w = World::new().await;
+    // A key set in the job that no unique index backs: the source has duplicates.
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE readings (sensor int NOT NULL, value int, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON readings (updated_at);
+             INSERT INTO readings VALUES (1, 10, '2024-01-01 00:00:01'), (1, 11, '2024-01-01 00:00:02'),
+               (2, 20, '2024-01-01 00:00:01'), (1, 12, '2024-01-01 00:00:03'), (3, 30, '2024-01-01 00:00:01');",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "dups",
+            "  - source: public.readings\n    primary_key: sensor\n    updated_key: updated_at\n    copy_mode: INSERT_AND_UPDATE\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    ok(&run(&w, &job).await[0]);
+    let stored = rows(
+        &w.warehouse().await,
+        "SELECT sensor, value FROM analytics.readings ORDER BY sensor",
+    )
+    .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        stored,
+        vec![
+            vec![s("1"), s("12")],
+            vec![s("2"), s("20")],
+            vec![s("3"), s("30")]
+        ]
+    );
+}

@@ -9,6 +9,9 @@ use crate::config::TableRef;
 use crate::quote;
 
 pub const STAGE: &str = "rsl_stage";
+/// The staged files' last column when merging: the row's position in its chunk, so
+/// duplicate keys (a source key without a unique index) keep only the newest row.
+pub const ROW_ORDER: &str = "rsl_row";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -48,7 +51,7 @@ pub enum Merge<'a> {
 }
 
 /// Loads one chunk. `target` receives the rows; `columns` are the loaded columns (in
-/// the staged files' order). `before_commit` runs after the COPY, inside the
+/// the staged files' order; when merging, the files also end with [`ROW_ORDER`]). `before_commit` runs after the COPY, inside the
 /// transaction; an error from it rolls the chunk back.
 #[allow(clippy::too_many_arguments)]
 pub async fn load_chunk(
@@ -61,10 +64,18 @@ pub async fn load_chunk(
     rows_written: u64,
     before_commit: &(dyn Fn() -> Result<(), crate::sync::SyncError> + Sync),
 ) -> Result<(), LoadError> {
-    let names: Vec<String> = columns.iter().map(|c| c.name.clone()).collect();
+    let mut staged: Vec<ColumnDef> = columns.to_vec();
+    if let Merge::Upsert { .. } = merge {
+        staged.push(ColumnDef {
+            name: ROW_ORDER.into(),
+            redshift_type: "BIGINT".into(),
+            not_null: false,
+        });
+    }
+    let names: Vec<String> = staged.iter().map(|c| c.name.clone()).collect();
     let mut statements = vec![
         "BEGIN".to_string(),
-        sql::create_stage(STAGE, columns),
+        sql::create_stage(STAGE, &staged),
         sql::copy_from_manifest(&quote::ident(STAGE), &names, from),
     ];
     let result = async {
@@ -82,6 +93,7 @@ pub async fn load_chunk(
         before_commit().map_err(|e| LoadError::Interrupted(Box::new(e)))?;
         statements.clear();
         if let Merge::Upsert { key } = merge {
+            statements.push(sql::dedupe_stage(STAGE, key, ROW_ORDER));
             statements.push(sql::delete_matching(target, STAGE, key));
         }
         statements.push(sql::insert_from_stage(target, STAGE, columns));
