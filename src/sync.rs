@@ -43,7 +43,7 @@ pub struct Timing {
     /// Each run re-reads this much before the mark, to catch transactions that
     /// committed late (the merge makes re-reads harmless).
     pub lookback_seconds: u64,
-    /// How long a table's lease lasts (renewed by each chunk).
+    /// How long a table's lease lasts; each committed chunk renews it.
     pub lease_seconds: u64,
 }
 
@@ -639,6 +639,18 @@ impl Ctx<'_> {
                         .map_err(&state)?;
                     self.observe(&table.source, Step::MarkMoved, chunk_no, rows)?;
                 }
+                // Each chunk renews the lease, so a long run keeps it.
+                let now = Utc::now();
+                store
+                    .acquire_lease(
+                        job,
+                        &table.source,
+                        &self.options.run_id,
+                        now,
+                        now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
+                    )
+                    .await
+                    .map_err(&state)?;
                 self.cleanup(&[part, manifest_key]).await;
                 cursor = Some(next);
                 if keys.is_empty() || rows < remaining {

@@ -663,3 +663,41 @@ async fn duplicate_keys_at_the_source_become_one_row_the_newest() {
         ]
     );
 }
+
+#[tokio::test]
+async fn cli_run_goes_on_past_the_row_limit_until_caught_up() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE logs (id serial PRIMARY KEY, line text);
+             INSERT INTO logs (line) SELECT 'line ' || i FROM generate_series(1, 25) i;",
+        )
+        .await
+        .unwrap();
+    let job = w.apply("limits", "  - source: public.logs\n").await;
+    setup_job(&w, &job).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+        .args(["--json", "run", "limits"])
+        .env_clear()
+        .envs(w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("IMPORT_ROW_LIMIT", "10")
+        .env("IMPORT_CHUNK_SIZE", "4")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let table = &report["tables"][0]["report"];
+    assert_eq!(table["rows"], 25);
+    assert_eq!(table["caught_up"], true);
+    assert_eq!(
+        table["chunks"], 8,
+        "runs of 10 rows: 4+4+2, 4+4+2, then 4+1"
+    );
+    let stored = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.logs").await;
+    assert_eq!(stored[0][0].as_deref(), Some("25"));
+}

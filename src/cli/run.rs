@@ -17,15 +17,39 @@ pub async fn run(
 ) -> crate::Result<ExitCode> {
     let app = App::from_env().await?;
     let stored = app.store.require_job(job).await?;
-    let options = Options {
+    let timing = Timing::from_lookup(|k| std::env::var(k).ok());
+    // One run reads at most IMPORT_ROW_LIMIT rows per table; the command runs again
+    // for the tables with more to load until each is caught up (or fails, or stops
+    // moving).
+    let mut options = Options {
         tables,
         from_scratch,
         run_id: new_run_id("cli"),
         deadline: None,
         observer: Some(std::sync::Arc::new(LogProgress)),
     };
-    let timing = Timing::from_lookup(|k| std::env::var(k).ok());
-    let outcomes = sync::run(&app, &stored.job, &options, timing).await?;
+    let mut outcomes: Vec<sync::Outcome> = Vec::new();
+    loop {
+        let round = sync::run(&app, &stored.job, &options, timing).await?;
+        let again: Vec<TableRef> = round
+            .iter()
+            .filter(|o| matches!(&o.result, Ok(r) if !r.caught_up && r.rows > 0))
+            .map(|o| o.table.clone())
+            .collect();
+        for o in round {
+            match outcomes.iter_mut().find(|p| p.table == o.table) {
+                Some(previous) => merge(previous, o),
+                None => outcomes.push(o),
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        tracing::info!(tables = again.len(), "row limit reached; running again");
+        options.tables = again;
+        options.from_scratch = false;
+        options.run_id = new_run_id("cli");
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if out.json {
         let list: Vec<_> = outcomes
@@ -73,6 +97,22 @@ pub async fn run(
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Adds a later round's result for a table to its earlier ones.
+fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
+    match (&mut previous.result, next.result) {
+        (Ok(a), Ok(b)) => {
+            a.rows += b.rows;
+            a.chunks += b.chunks;
+            a.bytes_staged += b.bytes_staged;
+            a.values_truncated += b.values_truncated;
+            a.values_nulled += b.values_nulled;
+            a.empty_reads += b.empty_reads;
+            a.caught_up = b.caught_up;
+        }
+        (_, failed) => previous.result = failed,
+    }
 }
 
 /// One log line per committed chunk, so a long run shows it is moving.
