@@ -111,6 +111,9 @@ pub struct Options {
     pub tables: Vec<TableRef>,
     /// Forget the marks and load from the beginning.
     pub from_scratch: bool,
+    /// Run even when the job's frequency says it is not due yet (manual runs,
+    /// backfills, continuations).
+    pub force: bool,
     /// Identifies this run in leases, staged keys and history.
     pub run_id: String,
     /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
@@ -123,6 +126,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("tables", &self.tables)
             .field("from_scratch", &self.from_scratch)
+            .field("force", &self.force)
             .field("run_id", &self.run_id)
             .field("deadline", &self.deadline)
             .field("observer", &self.observer.is_some())
@@ -168,6 +172,9 @@ pub struct Report {
     pub values_nulled: u64,
     /// Reads that found nothing new (the last of each pass).
     pub empty_reads: u64,
+    /// Why the table was not run (not due yet), when it was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -298,6 +305,16 @@ impl Ctx<'_> {
             })?,
             None => return Err(SyncError::NotSetUp(table.source.clone())),
         };
+        if !self.options.force {
+            if let Some(reason) = self.not_due(table, now).await.map_err(&state)? {
+                tracing::info!(table = %table.source, %reason, "skipped");
+                return Ok(Report {
+                    caught_up: true,
+                    skipped: Some(reason),
+                    ..Report::default()
+                });
+            }
+        }
         let owner = self.options.run_id.clone();
         let lease_until = now + chrono::Duration::seconds(self.timing.lease_seconds as i64);
         store
@@ -675,6 +692,41 @@ impl Ctx<'_> {
                 .await?;
         }
         Ok(report)
+    }
+
+    /// The frequency guard: a table runs at most once per `frequency` seconds after its
+    /// last successful run that caught up.
+    async fn not_due(
+        &self,
+        table: &Table,
+        now: DateTime<Utc>,
+    ) -> std::result::Result<Option<String>, StateError> {
+        let Some(last) = self
+            .app
+            .store
+            .get_table_document(&self.job.name, &table.source, LAST_SUCCESS)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if last["report"]["caught_up"] != true {
+            return Ok(None);
+        }
+        let Some(at) = last["at"]
+            .as_str()
+            .and_then(|a| DateTime::parse_from_rfc3339(a).ok())
+        else {
+            return Ok(None);
+        };
+        let due = at.with_timezone(&Utc) + chrono::Duration::seconds(self.job.frequency as i64);
+        Ok((now < due).then(|| {
+            format!(
+                "not due until {} (last success {}, frequency {} s); force to run now",
+                due.format("%Y-%m-%d %H:%M:%SZ"),
+                at.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%SZ"),
+                self.job.frequency
+            )
+        }))
     }
 
     fn observe(

@@ -27,6 +27,7 @@ async fn setup_job(w: &World, job: &Job) {
 async fn run(w: &World, job: &Job) -> Vec<Outcome> {
     let options = Options {
         run_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
+        force: true,
         ..Options::default()
     };
     sync::run(&w.app, job, &options, TIMING).await.unwrap()
@@ -488,6 +489,7 @@ async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
         setup_job(&w, &job).await;
         let options = Options {
             run_id: format!("crashing-{step:?}"),
+            force: true,
             observer: Some(std::sync::Arc::new(CrashAt { step, chunk: 2 })),
             ..Options::default()
         };
@@ -531,6 +533,7 @@ async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
         .unwrap();
     let options = Options {
         run_id: "crashing-swap".into(),
+        force: true,
         observer: Some(std::sync::Arc::new(CrashAt {
             step: sync::Step::Swapping,
             chunk: 1,
@@ -700,4 +703,47 @@ async fn cli_run_goes_on_past_the_row_limit_until_caught_up() {
     );
     let stored = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.logs").await;
     assert_eq!(stored[0][0].as_deref(), Some("25"));
+}
+
+#[tokio::test]
+async fn a_table_is_not_run_again_before_its_frequency_unless_forced() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute("CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t DEFAULT VALUES;")
+        .await
+        .unwrap();
+    let job = w.apply("guard", "  - source: public.t\n").await;
+    setup_job(&w, &job).await;
+    let guarded = |run_id: &str| Options {
+        run_id: run_id.into(),
+        ..Options::default()
+    };
+    let first = sync::run(&w.app, &job, &guarded("r1"), TIMING)
+        .await
+        .unwrap();
+    assert_eq!(ok(&first[0]).rows, 1);
+    w.source()
+        .await
+        .batch_execute("INSERT INTO t DEFAULT VALUES")
+        .await
+        .unwrap();
+    let second = sync::run(&w.app, &job, &guarded("r2"), TIMING)
+        .await
+        .unwrap();
+    let skipped = ok(&second[0]).skipped.clone().expect("skipped");
+    assert!(skipped.contains("frequency 300 s"), "{skipped}");
+    assert_eq!(ok(&second[0]).rows, 0);
+    let forced = sync::run(
+        &w.app,
+        &job,
+        &Options {
+            force: true,
+            ..guarded("r3")
+        },
+        TIMING,
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok(&forced[0]).rows, 1);
 }

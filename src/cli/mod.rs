@@ -55,6 +55,9 @@ struct RunArgs {
     /// Forget where the tables stopped and load them from the beginning (a backfill).
     #[arg(long)]
     from_scratch: bool,
+    /// Run tables even if the job's frequency says they are not due yet.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,7 +135,9 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
             };
             setup::run(&out, &args.job, &options).await
         }
-        Command::Run(args) => run::run(&out, &args.job, args.tables, args.from_scratch).await,
+        Command::Run(args) => {
+            run::run(&out, &args.job, args.tables, args.from_scratch, args.force).await
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub async fn run(
     job: &str,
     tables: Vec<TableRef>,
     from_scratch: bool,
+    force: bool,
 ) -> crate::Result<ExitCode> {
     let app = App::from_env().await?;
     let stored = app.store.require_job(job).await?;
@@ -24,6 +25,7 @@ pub async fn run(
     let mut options = Options {
         tables,
         from_scratch,
+        force,
         run_id: new_run_id("cli"),
         deadline: None,
         observer: Some(std::sync::Arc::new(LogProgress)),
@@ -48,6 +50,8 @@ pub async fn run(
         tracing::info!(tables = again.len(), "row limit reached; running again");
         options.tables = again;
         options.from_scratch = false;
+        // The same run, continued: the frequency guard does not apply.
+        options.force = true;
         options.run_id = new_run_id("cli");
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
@@ -66,6 +70,13 @@ pub async fn run(
         let mut t = table(["table", "rows", "chunks", "staged", "state"]);
         for o in &outcomes {
             match &o.result {
+                Ok(r) if r.skipped.is_some() => t.add_row(vec![
+                    o.table.to_string(),
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    format!("skipped: {}", r.skipped.as_deref().unwrap_or_default()),
+                ]),
                 Ok(r) => t.add_row(vec![
                     o.table.to_string(),
                     r.rows.to_string(),
