@@ -172,6 +172,11 @@ pub struct Report {
     pub values_nulled: u64,
     /// Reads that found nothing new (the last of each pass).
     pub empty_reads: u64,
+    /// How far behind the source the table is after this run, in seconds: the settle
+    /// time when caught up, the age of the last loaded updated key when not (only when
+    /// the cursor is a timestamp; absent when it cannot be told).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<i64>,
     /// Why the table was not run (not due yet), when it was not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
@@ -681,6 +686,16 @@ impl Ctx<'_> {
             }
         }
         report.caught_up = all_caught_up;
+        report.lag_seconds = match (mode, all_caught_up) {
+            (CopyMode::InsertAndUpdate, true) => Some(self.timing.settle_seconds as i64),
+            (_, true) => Some(0),
+            (CopyMode::InsertAndUpdate, false) => state_mark
+                .cursor
+                .first()
+                .and_then(|t| parse_source_time(t))
+                .map(|t| (Utc::now() - t).num_seconds().max(0)),
+            (_, false) => None,
+        };
         if full {
             if !report.caught_up {
                 return Err(other(
@@ -884,5 +899,45 @@ impl Ctx<'_> {
         if let Err(e) = written {
             tracing::warn!(table = %table.source, error = %e, "recording the run result failed");
         }
+    }
+}
+
+/// A timestamp as the source prints it in the pinned session (`2024-01-01
+/// 00:00:20.5+00`, or without zone for `timestamp` columns, read as UTC).
+fn parse_source_time(text: &str) -> Option<DateTime<Utc>> {
+    let with_zone = format!("{text}:00");
+    DateTime::parse_from_str(&with_zone, "%Y-%m-%d %H:%M:%S%.f%:z")
+        .map(|t| t.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+                .ok()
+                .map(|t| t.and_utc())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_times_parse_in_both_forms() {
+        let t = parse_source_time("2024-01-01 00:00:20.5+00").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-01T00:00:20.500+00:00");
+        let t = parse_source_time("2024-01-01 00:00:20").unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-01-01T00:00:20+00:00");
+        assert_eq!(parse_source_time("42"), None);
+    }
+
+    #[test]
+    fn timing_reads_the_environment_with_defaults() {
+        let t = Timing::from_lookup(|k| (k == "LOADER_SETTLE_SECONDS").then(|| "0".to_string()));
+        assert_eq!(
+            t,
+            Timing {
+                settle_seconds: 0,
+                ..Timing::default()
+            }
+        );
     }
 }

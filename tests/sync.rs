@@ -97,6 +97,11 @@ async fn insert_and_update_in_chunks_of_7_with_500_equal_updated_at() {
     assert_eq!(report.rows, 520);
     assert!(report.caught_up);
     assert_eq!(report.chunks, 75, "520 rows in chunks of 7");
+    assert_eq!(
+        report.lag_seconds,
+        Some(0),
+        "caught up: the settle time (0 here)"
+    );
     let compare = (
         "SELECT id, note, total, meta, updated_at FROM orders ORDER BY id",
         "SELECT id, note, total, meta, updated_at FROM analytics.orders ORDER BY id",
@@ -746,4 +751,31 @@ async fn a_table_is_not_run_again_before_its_frequency_unless_forced() {
     .await
     .unwrap();
     assert_eq!(ok(&forced[0]).rows, 1);
+}
+
+#[tokio::test]
+async fn a_table_stopped_by_its_row_limit_reports_its_lag() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE m (id serial PRIMARY KEY, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON m (updated_at);
+             INSERT INTO m (updated_at) SELECT now() - interval '2 hours' + i * interval '1 minute'
+               FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply("lag", "  - source: public.m\n    import_row_limit: 10\n")
+        .await;
+    setup_job(&w, &job).await;
+    let report = ok(&run(&w, &job).await[0]).clone();
+    assert!(!report.caught_up);
+    assert_eq!(report.rows, 10);
+    // The 10th row is 110 minutes old.
+    let lag = report
+        .lag_seconds
+        .expect("a timestamp cursor tells its lag");
+    assert!((6500..6700).contains(&lag), "{lag}");
 }
