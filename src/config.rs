@@ -488,6 +488,19 @@ impl Job {
             if at.0.is_empty() || at.0.iter().any(|a| a.is_empty()) {
                 errors.push(err("at", "must not hold empty entries"));
             }
+            for (i, entry) in at.0.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
+                if let Err(e) = crate::schedule::AtEntry::parse(entry) {
+                    errors.push(err(format!("at[{i}]"), e.to_string()));
+                }
+            }
+        }
+        if let Some(tz) = &self.tz {
+            if tz.parse::<chrono_tz::Tz>().is_err() {
+                errors.push(err(
+                    "tz",
+                    format!("{tz:?} is not an IANA time zone (e.g. Europe/London, America/New_York, UTC)"),
+                ));
+            }
         }
         if self.tables.is_empty() {
             errors.push(err("tables", "list at least one table"));
@@ -849,6 +862,27 @@ tables:
             UrlRef::Secret("arn:aws:secretsmanager:eu-west-1:123456789012:secret:shop-ro".into())
         );
         assert_eq!(job.destination_url(), UrlRef::Env("WAREHOUSE_URL".into()));
+    }
+
+    #[test]
+    fn bad_at_and_tz_are_named_and_quoted() {
+        let text = GOOD
+            .replace("at: \"09:**,10:**\"", "at: [\"09:**\", \"25:00\"]")
+            .replace("tz: Europe/London", "tz: Europe/Londres");
+        let errors = errors_of(&text);
+        assert!(
+            errors
+                .iter()
+                .any(|e| e
+                    .starts_with("at[1]: \"25:00\" is not a Clockwork time: the hour is over 23")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("tz: \"Europe/Londres\" is not an IANA time zone")),
+            "{errors:?}"
+        );
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod error;
 pub mod lambda;
 pub mod logging;
 pub mod quote;
+pub mod schedule;
 pub mod secrets;
 pub mod setup;
 pub mod source;
