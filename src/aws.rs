@@ -71,6 +71,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub s3: aws_sdk_s3::Client,
     pub secrets: SecretClients,
+    /// For continuations: the function invoking itself.
+    pub lambda: aws_sdk_lambda::Client,
 }
 
 impl Clients {
@@ -91,6 +93,7 @@ impl Clients {
                 secrets_manager: aws_sdk_secretsmanager::Client::new(sdk),
                 ssm: aws_sdk_ssm::Client::new(sdk),
             },
+            lambda: aws_sdk_lambda::Client::new(sdk),
         }
     }
 }

@@ -68,6 +68,7 @@ pub struct Encoder {
     column: usize,
     row_values: Vec<Option<Vec<u8>>>,
     last_kept: Vec<Option<String>>,
+    row_number: bool,
     stats: EncodeStats,
 }
 
@@ -85,8 +86,15 @@ impl Encoder {
             column: 0,
             row_values: vec![None; n],
             last_kept: vec![None; n],
+            row_number: false,
             stats: EncodeStats::default(),
         }
+    }
+
+    /// Appends each row's position (1, 2, ...) as a last, unquoted column.
+    pub fn with_row_number(mut self) -> Encoder {
+        self.row_number = true;
+        self
     }
 
     pub fn stats(&self) -> &EncodeStats {
@@ -222,6 +230,10 @@ impl Encoder {
                 found: self.column,
                 expected: self.loads.len(),
             });
+        }
+        if self.row_number {
+            out.push(b',');
+            out.extend_from_slice((self.stats.rows + 1).to_string().as_bytes());
         }
         out.push(b'\n');
         self.column = 0;
@@ -409,6 +421,14 @@ mod tests {
             e.last_kept(),
             &[Some("2024-02-01".to_string()), Some("3".to_string())]
         );
+    }
+
+    #[test]
+    fn row_numbers_are_appended_when_asked() {
+        let mut e = Encoder::new(vec![Load::Plain, TEXT], vec![]).with_row_number();
+        let mut out = Vec::new();
+        e.feed(b"7,\"a\"\n9,\\N\n", &mut out).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "7,\"a\",1\n9,\\N,2\n");
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub enum Error {
     /// A Lambda event the handler does not understand.
     #[error("invalid event: {0}")]
     Event(String),
+    /// Work that ran and failed; the message says what and why.
+    #[error("{0}")]
+    Failed(String),
     /// A command line that cannot work as given.
     #[error("{0}")]
     Usage(String),
@@ -43,6 +46,7 @@ impl Error {
         match self {
             Error::Event(_)
             | Error::Usage(_)
+            | Error::Failed(_)
             | Error::Unsupported(_)
             | Error::File { .. }
             | Error::Config(_)
@@ -69,6 +73,7 @@ impl Error {
         match self {
             Error::Event(_) => "InvalidEvent",
             Error::Usage(_) => "Usage",
+            Error::Failed(_) => "Failed",
             Error::Unsupported(_) => "Unsupported",
             Error::File { .. } => "File",
             Error::Config(_) => "InvalidConfig",

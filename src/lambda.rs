@@ -1,27 +1,264 @@
-//! The AWS Lambda front door: builds clients once per container, then serves events.
+//! The AWS Lambda front door: builds settings and clients once per container, then
+//! serves events (`events/*.json` has one of each):
+//!
+//! - `{"action":"run","job":"shop"}`: the schedule's run; skipped unless the job's `at`
+//!   matches the current minute (in its `tz`) and each table's frequency has passed;
+//! - `{"action":"run","job":"shop","tables":[...],"from_scratch":true,"force":true}`: a
+//!   manual run or backfill;
+//! - `{"action":"run","job":"shop","tables":[...],"run_id":"...","hop":3}`: a
+//!   continuation the function sent itself;
+//! - `{"action":"setup","job":"shop"}`.
+//!
+//! A run stops starting chunks when the time left falls under a margin, releases its
+//! leases, and invokes the function again asynchronously with the tables still behind,
+//! up to a hop cap.
 
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
+use chrono::Utc;
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use crate::error::Error;
+use crate::app::App;
+use crate::config::{Job, TableRef};
+use crate::error::{Error, Result};
+use crate::sync::{self, Options, Timing};
 
-/// The common envelope of every event: `{"action": "...", ...}`.
-#[derive(Debug, Deserialize)]
-pub struct Envelope {
-    pub action: String,
+/// At most this many invocations in one chain (Lambda's own loop detection stops
+/// recursive chains at about 16 unless `RecursiveLoop: Allow`).
+pub const HOP_CAP: u32 = 50;
+
+/// Time kept back from the Lambda deadline: no chunk starts later than this before it
+/// (`LOADER_DEADLINE_MARGIN_SECONDS`).
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(180);
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Event {
+    Run(RunEvent),
+    Setup { job: String },
 }
 
-/// Parses an event's envelope, naming what is wrong with it.
-pub fn parse_envelope(payload: &Value) -> Result<Envelope, Error> {
-    Envelope::deserialize(payload).map_err(|e| Error::Event(e.to_string()))
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunEvent {
+    pub job: String,
+    #[serde(default)]
+    pub tables: Vec<TableRef>,
+    #[serde(default)]
+    pub from_scratch: bool,
+    #[serde(default)]
+    pub force: bool,
+    /// Set in continuations: the run they continue.
+    #[serde(default)]
+    pub run_id: Option<String>,
+    #[serde(default)]
+    pub hop: u32,
 }
 
-async fn handler(event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let envelope = parse_envelope(&event.payload)?;
-    Err(Error::Unsupported(format!("action {:?}", envelope.action)))
+/// Parses an event, naming what is wrong with it.
+pub fn parse_event(payload: &Value) -> Result<Event> {
+    Event::deserialize(payload).map_err(|e| Error::Event(e.to_string()))
+}
+
+/// What a handler needs beyond the event: built once per container.
+#[derive(Debug, Clone)]
+pub struct Handler {
+    pub app: App,
+    pub timing: Timing,
+    pub margin: Duration,
+}
+
+impl Handler {
+    pub fn from_lookup(app: App, lookup: impl Fn(&str) -> Option<String>) -> Handler {
+        let margin = lookup("LOADER_DEADLINE_MARGIN_SECONDS")
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_MARGIN);
+        Handler {
+            timing: Timing::from_lookup(&lookup),
+            app,
+            margin,
+        }
+    }
+
+    /// Handles one event with `remaining` time before the invocation's deadline.
+    pub async fn handle(&self, payload: Value, remaining: Duration) -> Result<Value> {
+        match parse_event(&payload)? {
+            Event::Run(run) => self.run(run, remaining).await,
+            Event::Setup { job } => self.setup(&job).await,
+        }
+    }
+
+    async fn setup(&self, name: &str) -> Result<Value> {
+        let job = self.app.store.require_job(name).await?.job;
+        let outcomes = crate::setup::run(
+            &self.app,
+            &job,
+            &crate::setup::Options::default(),
+            Utc::now(),
+        )
+        .await?;
+        let tables: Vec<Value> = outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok(plan) => json!({"table": o.table, "ok": true, "changes": plan.changes, "warnings": plan.decisions.warnings}),
+                Err(e) => json!({"table": o.table, "ok": false, "error": e.to_string()}),
+            })
+            .collect();
+        let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+        let summary = json!({"action": "setup", "job": name, "tables": tables});
+        tracing::info!(job = name, failed, summary = %summary, "setup finished");
+        if failed > 0 {
+            return Err(Error::Failed(format!(
+                "setup of job {name}: {failed} table(s) failed: {}",
+                first_errors(&summary)
+            )));
+        }
+        Ok(summary)
+    }
+
+    async fn run(&self, event: RunEvent, remaining: Duration) -> Result<Value> {
+        let job = self.app.store.require_job(&event.job).await?.job;
+        let continuation = event.run_id.is_some();
+        if job.disabled && !event.force {
+            tracing::info!(job = %job.name, "skipped: the job is disabled");
+            return Ok(json!({"action": "run", "job": job.name, "skipped": "the job is disabled"}));
+        }
+        if !event.force && !continuation {
+            if let Some(reason) = not_at_time(&job) {
+                tracing::info!(job = %job.name, %reason, "skipped");
+                return Ok(json!({"action": "run", "job": job.name, "skipped": reason}));
+            }
+        }
+        if event.hop > HOP_CAP {
+            return Err(Error::Failed(format!(
+                "job {}: run {} reached the cap of {HOP_CAP} invocations; it stops here and the next scheduled run continues",
+                job.name,
+                event.run_id.as_deref().unwrap_or("?")
+            )));
+        }
+        let run_id = event
+            .run_id
+            .clone()
+            .unwrap_or_else(|| sync::new_run_id("lambda"));
+        let options = Options {
+            tables: event.tables.clone(),
+            from_scratch: event.from_scratch,
+            force: event.force || continuation,
+            run_id: run_id.clone(),
+            deadline: Some(Instant::now() + remaining.saturating_sub(self.margin)),
+            continuation,
+            observer: None,
+        };
+        let outcomes = sync::run(&self.app, &job, &options, self.timing).await?;
+        let behind: Vec<TableRef> = outcomes
+            .iter()
+            .filter(|o| matches!(&o.result, Ok(r) if !r.caught_up && r.rows > 0))
+            .map(|o| o.table.clone())
+            .collect();
+        let mut continued = Value::Null;
+        if !behind.is_empty() {
+            let next = json!({
+                "action": "run", "job": job.name, "tables": behind,
+                "run_id": run_id, "hop": event.hop + 1,
+            });
+            if event.hop + 1 > HOP_CAP {
+                tracing::error!(job = %job.name, run_id, "hop cap reached with tables still behind");
+            } else {
+                self.invoke_self(&next).await?;
+                continued = next;
+            }
+        }
+        let tables: Vec<Value> = outcomes
+            .iter()
+            .map(|o| match &o.result {
+                Ok(r) => json!({"table": o.table, "ok": true, "report": r}),
+                Err(e) => json!({"table": o.table, "ok": false, "error": e.to_string()}),
+            })
+            .collect();
+        let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
+        let summary = json!({
+            "action": "run", "job": job.name, "run_id": run_id, "hop": event.hop,
+            "tables": tables, "continuation": continued,
+        });
+        for o in &outcomes {
+            match &o.result {
+                Ok(r) => {
+                    tracing::info!(job = %job.name, table = %o.table, run_id, rows = r.rows, chunks = r.chunks, caught_up = r.caught_up, lag_seconds = ?r.lag_seconds, "table run")
+                }
+                Err(e) => {
+                    tracing::error!(job = %job.name, table = %o.table, run_id, error = %e, "table run failed")
+                }
+            }
+        }
+        if failed > 0 {
+            return Err(Error::Failed(format!(
+                "job {}: {failed} table(s) failed: {}",
+                job.name,
+                first_errors(&summary)
+            )));
+        }
+        Ok(summary)
+    }
+
+    async fn invoke_self(&self, payload: &Value) -> Result<()> {
+        let function = self.app.settings.function_name.clone().ok_or(
+            crate::aws::MissingSetting {
+                name: "LOADER_FUNCTION_NAME",
+                what: "name the function continuations invoke (set by the SAM template; AWS_LAMBDA_FUNCTION_NAME inside Lambda)",
+            },
+        )?;
+        self.app
+            .clients
+            .lambda
+            .invoke()
+            .function_name(&function)
+            .invocation_type(aws_sdk_lambda::types::InvocationType::Event)
+            .payload(aws_sdk_lambda::primitives::Blob::new(payload.to_string()))
+            .send()
+            .await
+            .map_err(|e| {
+                Error::Failed(format!(
+                    "invoking {function} with a continuation failed: {} (inside a VPC, Lambda needs an interface endpoint or NAT)",
+                    crate::connect::error_chain(&e)
+                ))
+            })?;
+        tracing::info!(function, payload = %payload, "continuation sent");
+        Ok(())
+    }
+}
+
+/// `None` when the job's `at` allows the current minute (or it has no `at`), else why not.
+fn not_at_time(job: &Job) -> Option<String> {
+    let entries = job.at.as_ref()?;
+    let at = crate::schedule::At::parse(&entries.0).ok()?;
+    let tz: chrono_tz::Tz = job
+        .tz
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(chrono_tz::UTC);
+    let now = Utc::now().with_timezone(&tz);
+    (!at.matches(&now)).then(|| {
+        format!(
+            "{} is not a time the job's `at` ({}) allows",
+            now.format("%A %H:%M %Z"),
+            entries.0.join(", ")
+        )
+    })
+}
+
+fn first_errors(summary: &Value) -> String {
+    summary["tables"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["error"].as_str())
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Runs the Lambda runtime loop until the container is shut down.
@@ -34,7 +271,20 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(lambda_runtime::run(service_fn(handler))) {
+    let result = runtime.block_on(async {
+        let app = App::from_env().await?;
+        let handler = Handler::from_lookup(app, |k| std::env::var(k).ok());
+        let handler = &handler;
+        lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
+            let deadline_ms = event.context.deadline as i64;
+            let remaining =
+                Duration::from_millis((deadline_ms - Utc::now().timestamp_millis()).max(0) as u64);
+            handler.handle(event.payload, remaining).await
+        }))
+        .await
+        .map_err(|e| Error::Failed(format!("the Lambda runtime stopped: {e}")))
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "lambda runtime stopped");
@@ -45,16 +295,32 @@ pub fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_envelope;
-    use serde_json::json;
+    use super::*;
 
     #[test]
-    fn envelope_names_the_missing_field() {
-        let err = parse_envelope(&json!({"job": "shop"})).unwrap_err();
-        assert_eq!(err.to_string(), "invalid event: missing field `action`");
+    fn events_parse_and_name_what_is_wrong() {
         assert_eq!(
-            parse_envelope(&json!({"action": "run"})).unwrap().action,
-            "run"
+            parse_event(&json!({"action": "run", "job": "shop"})).unwrap(),
+            Event::Run(RunEvent {
+                job: "shop".into(),
+                tables: vec![],
+                from_scratch: false,
+                force: false,
+                run_id: None,
+                hop: 0
+            })
         );
+        let e = parse_event(&json!({"job": "shop"}))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "invalid event: missing field `action`");
+        let e = parse_event(&json!({"action": "dance"}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown variant `dance`"), "{e}");
+        let e = parse_event(&json!({"action": "run", "job": "x", "tabels": []}))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("unknown field `tabels`"), "{e}");
     }
 }

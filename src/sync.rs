@@ -118,6 +118,9 @@ pub struct Options {
     pub run_id: String,
     /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
     pub deadline: Option<Instant>,
+    /// This continues an earlier invocation of the same run: the lookback window was
+    /// re-read then, and is not again.
+    pub continuation: bool,
     pub observer: Option<std::sync::Arc<dyn Observer>>,
 }
 
@@ -127,6 +130,7 @@ impl std::fmt::Debug for Options {
             .field("tables", &self.tables)
             .field("from_scratch", &self.from_scratch)
             .field("force", &self.force)
+            .field("continuation", &self.continuation)
             .field("run_id", &self.run_id)
             .field("deadline", &self.deadline)
             .field("observer", &self.observer.is_some())
@@ -157,6 +161,8 @@ struct PassDef {
     floor: Option<String>,
     ceiling: Option<String>,
     null_key: Option<String>,
+    /// The lookback re-read: runs to its end and leaves the mark alone.
+    rereading: bool,
 }
 
 /// What one table's run did.
@@ -355,8 +361,7 @@ impl Ctx<'_> {
         let mode = d.copy_mode.value;
         let columns: Vec<_> = d.live_columns().collect();
         let select: Vec<String> = columns.iter().map(|c| c.select.clone()).collect();
-        let mut loads: Vec<crate::warehouse::types::Load> =
-            columns.iter().map(|c| c.load).collect();
+        let loads: Vec<crate::warehouse::types::Load> = columns.iter().map(|c| c.load).collect();
         let defs: Vec<ColumnDef> = columns
             .iter()
             .map(|c| ColumnDef {
@@ -425,9 +430,16 @@ impl Ctx<'_> {
             ),
             _ => None,
         };
-        // INSERT_AND_UPDATE re-reads the lookback window before its mark.
-        let (cursor, floor): (Option<Vec<String>>, Option<String>) = match (&mark, first) {
-            (Some(m), Some(k)) if mode == CopyMode::InsertAndUpdate && is_time(k) => {
+        // A new run of INSERT_AND_UPDATE first re-reads the lookback window before its
+        // mark (rows that committed late), without moving the mark; continuations of the
+        // same run do not, so a chain of them always moves forward.
+        let cursor: Option<Vec<String>> = mark.as_ref().map(|m| m.cursor.clone());
+        let lookback: Option<(String, String)> = match (&mark, first) {
+            (Some(m), Some(k))
+                if mode == CopyMode::InsertAndUpdate
+                    && is_time(k)
+                    && !self.options.continuation =>
+            {
                 let floor = self
                     .source_text(&format!(
                         "SELECT ({}::{} - make_interval(secs => {}))::{}::text",
@@ -438,10 +450,9 @@ impl Ctx<'_> {
                     ))
                     .await
                     .map_err(&other)?;
-                (None, Some(floor))
+                Some((floor, m.cursor[0].clone()))
             }
-            (Some(m), _) => (Some(m.cursor.clone()), None),
-            (None, _) => (None, None),
+            _ => None,
         };
 
         let destination = d.destination.clone();
@@ -474,23 +485,33 @@ impl Ctx<'_> {
         // primary key, over rows whose updated key is NULL (they never compare greater
         // than a cursor, so without it they would be skipped).
         let upsert = !full && !pk_redshift.is_empty();
-        if upsert {
-            loads.push(crate::warehouse::types::Load::Plain);
-        }
         let mut state_mark = Mark {
             mode,
             keys: key_names.clone(),
             cursor: mark.as_ref().map(|m| m.cursor.clone()).unwrap_or_default(),
             null_cursor: mark.as_ref().and_then(|m| m.null_cursor.clone()),
         };
-        let mut passes = vec![PassDef {
+        let mut passes = Vec::new();
+        if let Some((floor, upto)) = lookback {
+            passes.push(PassDef {
+                keys: keys.clone(),
+                keep: keep.clone(),
+                cursor: None,
+                floor: Some(floor),
+                ceiling: Some(upto),
+                null_key: None,
+                rereading: true,
+            });
+        }
+        passes.push(PassDef {
             keys: keys.clone(),
             keep: keep.clone(),
             cursor,
-            floor,
+            floor: None,
             ceiling,
             null_key: None,
-        }];
+            rereading: false,
+        });
         if mode == CopyMode::InsertAndUpdate && keys.len() > 1 {
             passes.push(PassDef {
                 keys: keys[1..].to_vec(),
@@ -499,6 +520,7 @@ impl Ctx<'_> {
                 floor: None,
                 ceiling: None,
                 null_key: Some(keys[0].name.clone()),
+                rereading: false,
             });
         }
         let mut all_caught_up = true;
@@ -510,17 +532,14 @@ impl Ctx<'_> {
                 floor,
                 ceiling,
                 null_key,
+                rereading,
             } = pass;
             let mut pass_caught_up = false;
-            let mut select = select.clone();
-            if upsert {
-                // The row's place in the chunk, for deduplication (see ROW_ORDER).
-                let order: Vec<String> =
-                    keys.iter().map(|k| crate::quote::ident(&k.name)).collect();
-                select.push(format!("row_number() OVER (ORDER BY {})", order.join(", ")));
-            }
+            let mut pass_chunks = 0u64;
             loop {
-                let remaining = if full {
+                // The re-read of the lookback window is not cut short: the mark is
+                // already past it.
+                let remaining = if full || rereading {
                     limits.chunk_size
                 } else {
                     limits
@@ -531,7 +550,13 @@ impl Ctx<'_> {
                 if remaining == 0 {
                     break;
                 }
-                if !full && self.options.deadline.is_some_and(|d| Instant::now() >= d) {
+                // Past the deadline no new chunk starts, but each pass reads at least
+                // once, so a chain of continuations always moves.
+                if !full
+                    && !rereading
+                    && pass_chunks > 0
+                    && self.options.deadline.is_some_and(|d| Instant::now() >= d)
+                {
                     break;
                 }
                 let chunk_no = report.chunks + 1 + report.empty_reads;
@@ -563,14 +588,22 @@ impl Ctx<'_> {
                 }));
                 let upload =
                     GzipUpload::new(self.app.clients.s3.clone(), &self.bucket, &part, 8 << 20);
-                let extracted =
-                    extract_chunk(&self.source, &sql, loads.clone(), keep.clone(), upload)
-                        .await
-                        .map_err(|source| SyncError::Extract {
-                            table: table.source.clone(),
-                            source: Box::new(source),
-                        })?;
+                let extracted = extract_chunk(
+                    &self.source,
+                    &sql,
+                    loads.clone(),
+                    keep.clone(),
+                    // The row's place in the chunk, for deduplication (ROW_ORDER).
+                    upsert,
+                    upload,
+                )
+                .await
+                .map_err(|source| SyncError::Extract {
+                    table: table.source.clone(),
+                    source: Box::new(source),
+                })?;
                 let rows = extracted.stats.rows;
+                pass_chunks += 1;
                 if rows > 0 {
                     self.observe(&table.source, Step::Extracted, chunk_no, rows)?;
                 }
@@ -642,7 +675,7 @@ impl Ctx<'_> {
                     .iter()
                     .map(|v| v.clone().unwrap_or_default())
                     .collect();
-                if !full && !keys.is_empty() {
+                if !full && !keys.is_empty() && !rereading {
                     if null_key.is_some() {
                         state_mark.null_cursor = Some(next.clone());
                     } else {
@@ -900,6 +933,16 @@ impl Ctx<'_> {
             tracing::warn!(table = %table.source, error = %e, "recording the run result failed");
         }
     }
+}
+
+/// `cli-20261125T071500-1a2b3c4d`: sortable, unique, says where the run came from.
+pub fn new_run_id(origin: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!(
+        "{origin}-{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S"),
+        &id[..8]
+    )
 }
 
 /// A timestamp as the source prints it in the pinned session (`2024-01-01

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one shared local stack (see `tests/testkit`).
 
 mod jobs;
+mod lambda;
 mod secrets;
 mod setup;
 mod stack;

@@ -12,6 +12,8 @@ use testkit::stack::{shared, EnvNames, Stack};
 pub struct World {
     pub stack: &'static Stack,
     pub names: EnvNames,
+    /// This world's function name: continuations it sends are recorded under it.
+    pub function: String,
     pub env: Vec<(String, String)>,
     pub app: App,
 }
@@ -25,14 +27,28 @@ impl World {
             source_db: stack.source_db().await.unwrap(),
             warehouse_db: stack.warehouse_db().await.unwrap(),
         };
-        let env = stack.env(&names);
+        let function = testkit::moto::unique_name("fn");
+        let mut env = stack.env(&names);
+        for (k, v) in env.iter_mut() {
+            if k == "LOADER_FUNCTION_NAME" {
+                *v = function.clone();
+            }
+        }
         let lookup: HashMap<String, String> = env.iter().cloned().collect();
         let settings = Settings::from_lookup(|k| lookup.get(k).cloned());
-        let clients = Clients::new(&stack.moto.sdk_config().await, &settings);
+        let sdk = stack.moto.sdk_config().await;
+        let mut clients = Clients::new(&sdk, &settings);
+        // Invoke goes to the recorder, as AWS_ENDPOINT_URL_LAMBDA sends the CLI's.
+        clients.lambda = aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(&sdk)
+                .endpoint_url(stack.invoke.endpoint())
+                .build(),
+        );
         let app = App::new(settings, clients).unwrap();
         World {
             stack,
             names,
+            function,
             env,
             app,
         }

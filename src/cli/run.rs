@@ -2,8 +2,6 @@
 
 use std::process::ExitCode;
 
-use chrono::Utc;
-
 use super::render::{table, Output};
 use crate::app::App;
 use crate::config::TableRef;
@@ -26,8 +24,9 @@ pub async fn run(
         tables,
         from_scratch,
         force,
-        run_id: new_run_id("cli"),
+        run_id: sync::new_run_id("cli"),
         deadline: None,
+        continuation: false,
         observer: Some(std::sync::Arc::new(LogProgress)),
     };
     let mut outcomes: Vec<sync::Outcome> = Vec::new();
@@ -50,9 +49,11 @@ pub async fn run(
         tracing::info!(tables = again.len(), "row limit reached; running again");
         options.tables = again;
         options.from_scratch = false;
-        // The same run, continued: the frequency guard does not apply.
+        // The same run, continued: the frequency guard does not apply, and the
+        // lookback window was re-read already.
         options.force = true;
-        options.run_id = new_run_id("cli");
+        options.continuation = true;
+        options.run_id = sync::new_run_id("cli");
     }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if out.json {
@@ -142,14 +143,4 @@ impl sync::Observer for LogProgress {
         }
         Ok(())
     }
-}
-
-/// `cli-20261125T071500-1a2b3c4d`: sortable, unique, says where it came from.
-pub fn new_run_id(origin: &str) -> String {
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    format!(
-        "{origin}-{}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S"),
-        &id[..8]
-    )
 }

@@ -29,18 +29,23 @@ pub struct Extracted {
 }
 
 /// Streams `copy_sql` (a `COPY (...) TO STDOUT (FORMAT csv, NULL '\N')`) into `upload`.
-/// `loads` has one entry per column; `keep` names the cursor columns to remember.
-/// On error the upload is aborted.
+/// `loads` has one entry per column; `keep` names the cursor columns to remember;
+/// `row_number` appends each row's position in the chunk as a last column. On error the
+/// upload is aborted.
 pub async fn extract_chunk(
     source: &tokio_postgres::Client,
     copy_sql: &str,
     loads: Vec<Load>,
     keep: Vec<usize>,
+    row_number: bool,
     mut upload: GzipUpload,
 ) -> Result<Extracted, ExtractError> {
     let source_error =
         |e: tokio_postgres::Error| ExtractError::Source(crate::connect::error_chain(&e));
     let mut encoder = Encoder::new(loads, keep);
+    if row_number {
+        encoder = encoder.with_row_number();
+    }
     let result: Result<(), ExtractError> = async {
         source
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")

@@ -1,0 +1,204 @@
+//! The Lambda handler: every sample event, the frequency guard and `at`, and a run
+//! that continues itself through recorded self-invocations until caught up.
+
+use std::time::Duration;
+
+use redshift_loader::config::Job;
+use redshift_loader::lambda::{Handler, HOP_CAP};
+use serde_json::{json, Value};
+
+use crate::support::World;
+
+const SHOP: &str = "CREATE TABLE orders (id serial PRIMARY KEY, total int, updated_at timestamptz NOT NULL);
+    CREATE INDEX ON orders (updated_at);
+    INSERT INTO orders (total, updated_at) SELECT i, now() - interval '1 hour' + i * interval '1 second'
+      FROM generate_series(1, 50) i;";
+
+fn handler(w: &World) -> Handler {
+    Handler::from_lookup(w.app.clone(), |k| match k {
+        "LOADER_SETTLE_SECONDS" => Some("0".into()),
+        _ => None,
+    })
+}
+
+/// A handler whose deadline is always past: each invocation loads one chunk.
+fn hurried(w: &World) -> Handler {
+    let mut h = handler(w);
+    h.margin = Duration::from_secs(3600);
+    h
+}
+
+async fn shop(w: &World, tables: &str) -> Job {
+    w.source().await.batch_execute(SHOP).await.unwrap();
+    let job = w.apply("shop", tables).await;
+    redshift_loader::setup::run(&w.app, &job, &Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    job
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+async fn warehouse_count(w: &World) -> i64 {
+    w.warehouse()
+        .await
+        .query_one("SELECT count(*) FROM analytics.orders", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn every_sample_event_goes_through_the_handler() {
+    let w = World::new().await;
+    shop(&w, "  - source: public.orders\n").await;
+    let h = handler(&w);
+    let minutes = Duration::from_secs(900);
+
+    let out = h.handle(event("setup.json"), minutes).await.unwrap();
+    assert_eq!(out["tables"][0]["ok"], true, "{out}");
+
+    let out = h.handle(event("scheduled.json"), minutes).await.unwrap();
+    assert_eq!(out["tables"][0]["report"]["rows"], 50, "{out}");
+
+    let out = h.handle(event("backfill.json"), minutes).await.unwrap();
+    assert_eq!(
+        out["tables"][0]["report"]["rows"], 50,
+        "from scratch: {out}"
+    );
+
+    let out = h.handle(event("continuation.json"), minutes).await.unwrap();
+    assert_eq!(out["run_id"], "lambda-20261125T070000-0a1b2c3d");
+    assert_eq!(out["hop"], 3);
+    assert_eq!(out["tables"][0]["ok"], true, "{out}");
+    assert_eq!(warehouse_count(&w).await, 50);
+    assert!(
+        w.stack.invoke.take(&w.function).is_empty(),
+        "nothing was left to continue"
+    );
+}
+
+#[tokio::test]
+async fn scheduled_runs_obey_the_frequency_and_at_and_manual_ones_can_force() {
+    let w = World::new().await;
+    shop(&w, "  - source: public.orders\n").await;
+    let h = handler(&w);
+    let minutes = Duration::from_secs(900);
+    h.handle(json!({"action": "run", "job": "shop"}), minutes)
+        .await
+        .unwrap();
+    let out = h
+        .handle(json!({"action": "run", "job": "shop"}), minutes)
+        .await
+        .unwrap();
+    let skipped = out["tables"][0]["report"]["skipped"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(skipped.contains("not due until"), "{out}");
+    let out = h
+        .handle(
+            json!({"action": "run", "job": "shop", "force": true}),
+            minutes,
+        )
+        .await
+        .unwrap();
+    assert!(out["tables"][0]["report"]["skipped"].is_null(), "{out}");
+
+    // A job whose `at` is two hours from now is not run by its schedule.
+    let hour = (chrono::Utc::now() + chrono::Duration::hours(2)).format("%H:%M");
+    let mut job = w.app.store.require_job("shop").await.unwrap();
+    job.job.at = Some(redshift_loader::config::At(vec![hour.to_string()]));
+    w.app
+        .store
+        .put_job(&job.job, Some(job.version), chrono::Utc::now())
+        .await
+        .unwrap();
+    let out = h
+        .handle(json!({"action": "run", "job": "shop"}), minutes)
+        .await
+        .unwrap();
+    assert!(
+        out["skipped"]
+            .as_str()
+            .unwrap()
+            .contains("is not a time the job's `at`"),
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn a_run_out_of_time_continues_itself_until_caught_up() {
+    let w = World::new().await;
+    shop(&w, "  - source: public.orders\n    import_chunk_size: 8\n").await;
+    let h = hurried(&w);
+    let first = h
+        .handle(
+            json!({"action": "run", "job": "shop"}),
+            Duration::from_secs(900),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        first["tables"][0]["report"]["rows"], 8,
+        "one chunk, then out of time"
+    );
+    let run_id = first["run_id"].as_str().unwrap().to_string();
+    let mut hops = 0;
+    loop {
+        let recorded = w.stack.invoke.take(&w.function);
+        if recorded.is_empty() {
+            break;
+        }
+        assert_eq!(recorded.len(), 1);
+        let payload = recorded[0].payload.clone();
+        assert_eq!(recorded[0].invocation_type, "Event");
+        assert_eq!(payload["run_id"], run_id.as_str());
+        assert_eq!(payload["tables"], json!(["public.orders"]));
+        hops += 1;
+        assert_eq!(payload["hop"], hops);
+        h.handle(payload, Duration::from_secs(900)).await.unwrap();
+    }
+    assert_eq!(hops, 6, "50 rows in chunks of 8: 7 invocations");
+    assert_eq!(warehouse_count(&w).await, 50);
+    let sum: i64 = w
+        .warehouse()
+        .await
+        .query_one("SELECT sum(total)::bigint FROM analytics.orders", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(sum, 50 * 51 / 2);
+}
+
+#[tokio::test]
+async fn a_chain_past_the_hop_cap_is_refused_and_reported() {
+    let w = World::new().await;
+    shop(&w, "  - source: public.orders\n").await;
+    let err = handler(&w)
+        .handle(
+            json!({"action": "run", "job": "shop", "tables": ["public.orders"], "run_id": "r", "hop": HOP_CAP + 1}),
+            Duration::from_secs(900),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("reached the cap of {HOP_CAP} invocations")),
+        "{err}"
+    );
+    assert_eq!(warehouse_count(&w).await, 0);
+}
+
+#[tokio::test]
+async fn a_bad_event_names_the_problem() {
+    let w = World::new().await;
+    let err = handler(&w)
+        .handle(json!({"action": "run"}), Duration::from_secs(900))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "invalid event: missing field `job`");
+}
