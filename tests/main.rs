@@ -8,3 +8,4 @@ mod stack;
 mod stage;
 mod support;
 mod sync;
+mod tls;
