@@ -17,6 +17,12 @@ if [ "$(id -u)" = 0 ] && ! id postgres >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-common >/dev/null
 fi
 
+if ! command -v openssl >/dev/null 2>&1; then
+  echo "deps: installing openssl (the TLS test makes its own CA)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
+fi
+
 python="${MOTO_PYTHON:-python3}"
 pip_install() {
   "$python" -m pip install -q --disable-pip-version-check --break-system-packages "$@" 2>/dev/null \
