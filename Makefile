@@ -18,6 +18,7 @@ deps:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	cfn-lint template.yaml
 
 unit:
 	$(CARGO) test --workspace
