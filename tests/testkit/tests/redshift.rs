@@ -412,6 +412,204 @@ async fn pg_last_copy_count_is_per_session() {
     assert_eq!(n, 0, "another session has copied nothing");
 }
 
+#[tokio::test]
+async fn copy_belongs_to_the_client_transaction_and_reports_its_rows() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("f.csv", b"1\n2\n3\n".to_vec()).await;
+    let copy = format!("COPY t FROM '{}' {ROLE} CSV", d.url("f.csv"));
+    d.exec(&format!("BEGIN; {copy}")).await.unwrap();
+    d.exec("ROLLBACK").await.unwrap();
+    assert_eq!(d.count("t").await, 0, "rolled back with the transaction");
+    d.exec(&format!("BEGIN; {copy}; COMMIT")).await.unwrap();
+    assert_eq!(d.count("t").await, 3);
+    let first: i32 =
+        d.rs.query_one("SELECT pg_last_copy_id()", &[])
+            .await
+            .unwrap()
+            .get(0);
+    d.exec(&copy).await.unwrap();
+    let second: i32 =
+        d.rs.query_one("SELECT pg_last_copy_id()", &[])
+            .await
+            .unwrap()
+            .get(0);
+    assert!(second > first, "each COPY has its own query id");
+    // Redshift reports the load as an INFO notice and the tag `COPY`.
+    let psql = testkit::pg::find_bin_dir().unwrap().join("psql");
+    let out = std::process::Command::new(psql)
+        .args([&d.stack.redshift_url(&d.name), "-c", &copy])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "COPY");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "INFO:  Load into table 't' completed, 3 record(s) loaded successfully."
+    );
+}
+
+#[tokio::test]
+async fn load_errors_found_by_the_backend_name_file_line_and_value() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int, note varchar(20), at timestamp)")
+        .await
+        .unwrap();
+    d.put(
+        "run/a.csv",
+        b"id,note,at\n1,\"x\",2024-01-01 00:00:00\n2,\"y\",2024-01-02 00:00:00\n".to_vec(),
+    )
+    .await;
+    // A quoted newline makes the file's line numbers run ahead of its rows.
+    d.put(
+        "run/b.csv",
+        b"id,note,at\n3,\"two\nlines\",2024-01-03 00:00:00\n4,\"z\",2024-02-30 00:00:00\n".to_vec(),
+    )
+    .await;
+    let (code, _) = refused(
+        &d,
+        &format!(
+            "COPY t FROM '{}' {ROLE} CSV IGNOREHEADER 1 TIMEFORMAT 'auto'",
+            d.url("run/")
+        ),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    let rows = d
+        .texts("SELECT trim(filename), line_number, trim(colname), trim(type), trim(raw_field_value), trim(raw_line), err_code, trim(err_reason) FROM stl_load_errors")
+        .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some(d.url("run/b.csv")),
+            s("4"),
+            s("at"),
+            s("timestamp"),
+            s("2024-02-30 00:00:00"),
+            s("4,\"z\",2024-02-30 00:00:00"),
+            s("1206"),
+            s("Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]"),
+        ]]
+    );
+    assert_eq!(d.count("t").await, 0);
+}
+
+#[tokio::test]
+async fn dateformat_and_timeformat_read_epochs_format_strings_and_defaults() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (d date, ts timestamp, tz timestamptz)")
+        .await
+        .unwrap();
+    d.put("a.csv", b"03/31/2003,1700000000,1700000000.5\n".to_vec())
+        .await;
+    d.exec(&format!(
+        "COPY t FROM '{}' {ROLE} CSV DATEFORMAT AS 'MM/DD/YYYY' TIMEFORMAT AS 'epochsecs'",
+        d.url("a.csv")
+    ))
+    .await
+    .unwrap();
+    d.put(
+        "b.csv",
+        b"Mar 1 2024,01.02.2024 13:14:15,02.02.2024 01:02:03\n".to_vec(),
+    )
+    .await;
+    d.exec(&format!(
+        "COPY t FROM '{}' {ROLE} CSV DATEFORMAT 'MON DD YYYY' TIMEFORMAT 'DD.MM.YYYY HH24:MI:SS'",
+        d.url("b.csv")
+    ))
+    .await
+    .unwrap();
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        d.texts("SELECT d, ts, tz FROM t ORDER BY d").await,
+        vec![
+            vec![
+                s("2003-03-31"),
+                s("2023-11-14 22:13:20"),
+                s("2023-11-14 22:13:20.5+00")
+            ],
+            vec![
+                s("2024-03-01"),
+                s("2024-02-01 13:14:15"),
+                s("2024-02-02 01:02:03+00")
+            ],
+        ]
+    );
+    // Without the options Redshift reads only its default formats.
+    d.put("c.csv", b"2024-01-01,2024-01-01T00:00:00,\n".to_vec())
+        .await;
+    let (code, _) = refused(&d, &format!("COPY t FROM '{}' {ROLE} CSV", d.url("c.csv"))).await;
+    assert_eq!(code, "XX000");
+    assert_eq!(
+        d.texts("SELECT trim(colname), err_code, trim(err_reason) FROM stl_load_errors")
+            .await,
+        vec![vec![
+            s("ts"),
+            s("1206"),
+            s("Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]")
+        ]]
+    );
+}
+
+#[tokio::test]
+async fn field_rules_fail_with_redshift_codes() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (i smallint, c char(3), j super, b varbyte(4))")
+        .await
+        .unwrap();
+    for (file, body, col, code, reason) in [
+        (
+            "extra.csv",
+            "1,a,1,00,9\n",
+            "",
+            1202,
+            "Extra column(s) found",
+        ),
+        ("fewer.csv", "1,a\n", "", 1214, "Delimiter not found"),
+        (
+            "quote.csv",
+            "1,\"a\"x,1,00\n",
+            "",
+            1216,
+            "Missing newline: Unexpected character 0x78 found at location 6",
+        ),
+        (
+            "short.csv",
+            "40000,a,1,00\n",
+            "i",
+            1222,
+            "Overflow (Short valid range -32768 to 32767)",
+        ),
+        (
+            "char.csv",
+            "1,é,1,00\n",
+            "c",
+            1220,
+            "Multibyte character not supported for CHAR",
+        ),
+        ("super.csv", "1,a,{x,00\n", "j", 1224, "Invalid JSON"),
+        ("hex.csv", "1,a,1,0g\n", "b", 1207, "Invalid hex value"),
+    ] {
+        d.put(file, body.as_bytes().to_vec()).await;
+        let (sqlstate, _) = refused(&d, &format!("COPY t FROM '{}' {ROLE} CSV", d.url(file))).await;
+        assert_eq!(sqlstate, "XX000", "{file}");
+        let row = d
+            .texts(&format!(
+                "SELECT trim(colname), err_code, trim(err_reason), line_number FROM stl_load_errors WHERE trim(filename) = '{}'",
+                d.url(file)
+            ))
+            .await;
+        assert_eq!(row[0][0].as_deref(), Some(col), "{file}");
+        assert_eq!(row[0][1], Some(code.to_string()), "{file}");
+        assert!(
+            row[0][2].as_deref().unwrap().starts_with(reason),
+            "{file}: {row:?}"
+        );
+        assert_eq!(row[0][3].as_deref(), Some("1"), "{file}");
+    }
+    assert_eq!(d.count("t").await, 0);
+}
+
 // ---------------------------------------------------------------- types and functions
 
 #[tokio::test]
@@ -449,6 +647,33 @@ async fn super_varbyte_json_parse_and_getdate() {
 }
 
 #[tokio::test]
+async fn sysdate_json_serialize_is_valid_json_and_cast_as_super() {
+    let d = db().await;
+    let rows =
+        d.rs.simple_query(
+            "SELECT SYSDATE <= getdate() + interval '1 second', \
+             json_serialize(json_parse('{\"a\": 1}')), is_valid_json('{'), is_valid_json('[1]'), \
+             json_serialize(CAST('[2]' AS SUPER))",
+        )
+        .await
+        .unwrap();
+    let SimpleQueryMessage::Row(r) = &rows[1] else {
+        panic!("{rows:?}")
+    };
+    let got: Vec<Option<&str>> = (0..r.len()).map(|i| r.get(i)).collect();
+    assert_eq!(
+        got,
+        vec![
+            Some("t"),
+            Some("{\"a\": 1}"),
+            Some("f"),
+            Some("t"),
+            Some("[2]")
+        ]
+    );
+}
+
+#[tokio::test]
 async fn redshift_table_attributes_are_accepted() {
     let d = db().await;
     d.exec(
@@ -479,6 +704,20 @@ async fn primary_key_and_unique_are_not_enforced() {
         .await
         .unwrap();
     assert_eq!(d.count("t").await, 2);
+    d.exec(
+        "CREATE TABLE c (id int REFERENCES t (id), tid int NOT NULL, \
+         CONSTRAINT fk FOREIGN KEY (tid) REFERENCES t (id))",
+    )
+    .await
+    .unwrap();
+    d.exec("INSERT INTO c VALUES (98, 99)").await.unwrap();
+    assert_eq!(
+        d.count("c").await,
+        1,
+        "foreign keys are not enforced either"
+    );
+    let (code, _) = refused(&d, "INSERT INTO c (id) VALUES (1)").await;
+    assert_eq!(code, "23502", "NOT NULL is enforced");
 }
 
 #[tokio::test]
@@ -602,7 +841,10 @@ async fn postgres_only_features_are_refused_in_both_protocols() {
         "CREATE TABLE x (a jsonb)",
         "CREATE TABLE x (a uuid)",
         "CREATE TABLE x (a int[])",
+        "CREATE TABLE x (a _int4)",
         "CREATE TABLE x (a serial)",
+        "CREATE TABLE x (a bigserial)",
+        "CREATE EXTENSION hstore",
     ] {
         let (code, _) = refused(&d, sql).await;
         assert_eq!(code, "0A000", "simple protocol: {sql}");
@@ -612,6 +854,42 @@ async fn postgres_only_features_are_refused_in_both_protocols() {
     // The session is still usable, and nothing was created.
     d.exec("INSERT INTO t VALUES (2)").await.unwrap();
     assert_eq!(d.count("t").await, 1);
+}
+
+#[tokio::test]
+async fn refusals_with_bind_parameters_reach_the_client_and_abort_the_transaction() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    let e =
+        d.rs.execute("INSERT INTO t VALUES ($1) RETURNING id", &[&1i32])
+            .await
+            .unwrap_err();
+    let (code, message) = error_parts(e);
+    assert_eq!(code, "0A000");
+    assert!(message.contains("RETURNING"), "{message}");
+    let e =
+        d.rs.prepare("INSERT INTO t VALUES ($1) ON CONFLICT DO NOTHING")
+            .await
+            .unwrap_err();
+    assert_eq!(error_parts(e).0, "0A000", "prepare alone is refused");
+    // In a transaction block the refusal aborts the block, like any error.
+    d.exec("BEGIN").await.unwrap();
+    d.rs.execute("INSERT INTO t VALUES ($1)", &[&1i32])
+        .await
+        .unwrap();
+    let e =
+        d.rs.execute("INSERT INTO t VALUES ($1) ON CONFLICT DO NOTHING", &[&2i32])
+            .await
+            .unwrap_err();
+    assert_eq!(error_parts(e).0, "0A000");
+    let e = d.rs.execute("SELECT 1", &[]).await.unwrap_err();
+    assert_eq!(error_parts(e).0, "25P02");
+    d.exec("ROLLBACK").await.unwrap();
+    assert_eq!(d.count("t").await, 0);
+    d.rs.execute("INSERT INTO t VALUES ($1)", &[&3i32])
+        .await
+        .unwrap();
+    assert_eq!(d.count("t").await, 1, "the session goes on");
 }
 
 #[tokio::test]

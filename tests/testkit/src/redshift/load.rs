@@ -3,6 +3,7 @@
 //! with Redshift's `stl_load_errors` reasons.
 
 use super::sql::Refusal;
+use super::timefmt::{self, TimeFormat};
 
 /// What a COPY statement asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +18,11 @@ pub struct CopySpec {
     pub blanks_as_null: bool,
     pub truncate_columns: bool,
     pub accept_inv_chars: bool,
+    /// `DATEFORMAT` (DATE columns); `YYYY-MM-DD` when absent.
+    pub date_format: TimeFormat,
+    /// `TIMEFORMAT` (TIMESTAMP and TIMESTAMPTZ columns); `YYYY-MM-DD HH24:MI:SS` when
+    /// absent.
+    pub time_format: TimeFormat,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,6 +52,8 @@ pub fn spec(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
         blanks_as_null: false,
         truncate_columns: false,
         accept_inv_chars: false,
+        date_format: TimeFormat::default_for(false),
+        time_format: TimeFormat::default_for(true),
     };
     let mut csv = false;
     let mut role = false;
@@ -87,11 +95,16 @@ pub fn spec(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
                     .and_then(|n| n.parse().ok())
                     .ok_or_else(|| refuse("42601", "IGNOREHEADER needs a number of lines"))?
             }
-            "TIMEFORMAT" | "DATEFORMAT" => match v {
-                Some(f) if f.eq_ignore_ascii_case("auto") => {}
-                Some(f) => return Err(refuse("0A000", format!("{name} '{f}' is not emulated; use 'auto'"))),
-                None => return Err(refuse("42601", format!("{name} needs a format"))),
-            },
+            "TIMEFORMAT" | "DATEFORMAT" => {
+                let timestamps = name == "TIMEFORMAT";
+                let f = v.ok_or_else(|| refuse("42601", format!("{name} needs a format")))?;
+                let f = TimeFormat::parse(f, timestamps).map_err(|e| refuse("22023", e))?;
+                if timestamps {
+                    spec.time_format = f;
+                } else {
+                    spec.date_format = f;
+                }
+            }
             "REGION" => {
                 if v.is_none() {
                     return Err(refuse("42601", "REGION needs a region name"));
@@ -156,13 +169,22 @@ pub struct Record {
     pub raw: Vec<u8>,
 }
 
-/// A malformed line, with what Redshift says about it.
+/// A line that cannot load, with what Redshift says about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvError {
     pub line: u64,
     pub raw: Vec<u8>,
     pub code: i32,
     pub reason: String,
+    /// The field at fault, when one is (malformed lines have none).
+    pub field: Option<Box<BadField>>,
+}
+
+/// The column and raw value of a field that cannot load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadField {
+    pub column: Column,
+    pub value: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +207,8 @@ pub struct CsvReader {
     raw: Vec<u8>,
     line: u64,
     record_line: u64,
+    /// Bytes of the current record read so far (a location in load errors).
+    pos: usize,
 }
 
 const RAW_MAX: usize = 1024;
@@ -203,6 +227,7 @@ impl CsvReader {
             raw: Vec::new(),
             line: 1,
             record_line: 1,
+            pos: 0,
         }
     }
 
@@ -215,6 +240,7 @@ impl CsvReader {
             if self.raw.len() < RAW_MAX && b != b'\n' && b != b'\r' {
                 self.raw.push(b);
             }
+            self.pos += 1;
             match self.st {
                 St::Start | St::Unquoted => {
                     if b == self.quote && self.st == St::Start {
@@ -256,7 +282,11 @@ impl CsvReader {
                     } else if b == b'\r' {
                         self.st = St::Cr;
                     } else {
-                        return Err(self.error(1214, "Invalid quote formatting for CSV"));
+                        let reason = format!(
+                            "Missing newline: Unexpected character 0x{b:02x} found at location {}",
+                            self.pos
+                        );
+                        return Err(self.error(1216, &reason));
                     }
                 }
                 St::Cr => {
@@ -293,6 +323,7 @@ impl CsvReader {
             raw: self.raw.clone(),
             code,
             reason: reason.to_string(),
+            field: None,
         }
     }
 
@@ -319,6 +350,7 @@ impl CsvReader {
         };
         self.line += 1;
         self.record_line = self.line;
+        self.pos = 0;
         self.st = St::Start;
         on_record(record)
     }
@@ -437,8 +469,8 @@ pub fn convert(
                 Ok(n) if (min..=max).contains(&n) => {}
                 _ => {
                     return Err(ferr(
-                        1216,
-                        format!("Overflow, Value '{t}', Pos 0, Type: {name}"),
+                        1222,
+                        format!("Overflow ({name} valid range {min} to {max})"),
                     ))
                 }
             }
@@ -458,7 +490,7 @@ pub fn convert(
                 let (p, s) = ((m >> 16) & 0xffff, m & 0xffff);
                 let int_digits = int.trim_start_matches('0').len() as i32;
                 if int_digits > p - s {
-                    return Err(ferr(1216, format!("Numeric data overflow (result precision), Value '{t}', Type: DECIMAL({p},{s})")));
+                    return Err(ferr(1204, format!("Numeric data overflow (result precision), Value '{t}', Type: DECIMAL({p},{s})")));
                 }
             }
         }
@@ -468,29 +500,10 @@ pub fn convert(
                 t.as_str(),
                 "t" | "f" | "true" | "false" | "1" | "0" | "y" | "n" | "yes" | "no"
             ) {
-                return Err(ferr(1218, format!("Invalid boolean value '{value}'")));
+                return Err(ferr(1210, format!("Invalid boolean value '{value}'")));
             }
         }
-        "date" | "timestamp" | "timestamptz" => {
-            let t = value.trim().to_ascii_lowercase();
-            if t.contains("infinity")
-                || matches!(
-                    t.as_str(),
-                    "epoch" | "now" | "today" | "tomorrow" | "yesterday" | "allballs"
-                )
-            {
-                return Err(ferr(
-                    1206,
-                    format!("Invalid timestamp format or value [{value}]"),
-                ));
-            }
-            if !t.starts_with(|c: char| c.is_ascii_digit()) {
-                return Err(ferr(
-                    1206,
-                    format!("Invalid timestamp format or value [{value}]"),
-                ));
-            }
-        }
+        "date" | "timestamp" | "timestamptz" => return date_time(col, value, spec),
         "jsonb" => {
             if serde_json::from_str::<serde_json::Value>(value).is_err() {
                 return Err(ferr(1224, "Invalid JSON value for a SUPER column"));
@@ -511,12 +524,114 @@ pub fn convert(
     Ok(Some(text.into_bytes()))
 }
 
+/// DATE, TIMESTAMP and TIMESTAMPTZ by `DATEFORMAT` / `TIMEFORMAT`.
+fn date_time(col: &Column, value: &str, spec: &CopySpec) -> Result<Option<Vec<u8>>, FieldError> {
+    let date = col.typname == "date";
+    let format = if date {
+        &spec.date_format
+    } else {
+        &spec.time_format
+    };
+    let fail = || Err(date_time_error(date, spec));
+    let civil = match format {
+        TimeFormat::Auto => {
+            // PostgreSQL reads what 'auto' reads, and more: refuse its extras here.
+            let t = value.trim().to_ascii_lowercase();
+            if t.contains("infinity")
+                || matches!(
+                    t.as_str(),
+                    "epoch" | "now" | "today" | "tomorrow" | "yesterday" | "allballs"
+                )
+            {
+                return fail();
+            }
+            return Ok(Some(value.as_bytes().to_vec()));
+        }
+        TimeFormat::EpochSecs => timefmt::read_epoch(value, false),
+        TimeFormat::EpochMillis => timefmt::read_epoch(value, true),
+        TimeFormat::Pattern { parts, .. } => {
+            timefmt::read(parts, value, col.typname == "timestamptz")
+        }
+    };
+    match civil {
+        Some(c) => Ok(Some(c.iso(!date).into_bytes())),
+        None => fail(),
+    }
+}
+
+/// Redshift's load error for a date (or timestamp) its format does not read.
+pub fn date_time_error(date: bool, spec: &CopySpec) -> FieldError {
+    let format = if date {
+        &spec.date_format
+    } else {
+        &spec.time_format
+    };
+    let label = match format {
+        TimeFormat::Auto if date => timefmt::DEFAULT_DATE,
+        TimeFormat::Auto => timefmt::DEFAULT_TIME,
+        f => f.label(),
+    };
+    // Redshift's DATE errors share the timestamp wording (the loader matches on it).
+    let reason = format!("Invalid timestamp format or value [{label}]");
+    ferr(if date { 1205 } else { 1206 }, reason)
+}
+
 fn cut(s: &str, max: usize) -> &str {
     let mut end = max.min(s.len());
     while !s.is_char_boundary(end) {
         end -= 1;
     }
     &s[..end]
+}
+
+/// Converts one record to a line of PostgreSQL CSV for `cols`, or says why it cannot
+/// load. Nothing is appended on failure.
+pub fn encode_record(
+    rec: &Record,
+    cols: &[Column],
+    spec: &CopySpec,
+    out: &mut Vec<u8>,
+) -> Result<(), CsvError> {
+    if rec.fields.len() != cols.len() {
+        let (code, reason) = if rec.fields.len() > cols.len() {
+            (1202, "Extra column(s) found")
+        } else {
+            (1214, "Delimiter not found")
+        };
+        return Err(CsvError {
+            line: rec.line,
+            raw: rec.raw.clone(),
+            code,
+            reason: reason.into(),
+            field: None,
+        });
+    }
+    let start = out.len();
+    for (i, (field, col)) in rec.fields.iter().zip(cols).enumerate() {
+        match convert(col, field, spec) {
+            Ok(v) => {
+                if i > 0 {
+                    out.push(b',');
+                }
+                push_pg_field(out, v.as_deref());
+            }
+            Err(e) => {
+                out.truncate(start);
+                return Err(CsvError {
+                    line: rec.line,
+                    raw: rec.raw.clone(),
+                    code: e.code,
+                    reason: e.reason,
+                    field: Some(Box::new(BadField {
+                        column: col.clone(),
+                        value: field.bytes.clone(),
+                    })),
+                });
+            }
+        }
+    }
+    out.push(b'\n');
+    Ok(())
 }
 
 /// Appends one PostgreSQL CSV field (NULL as the unquoted `\N`, values quoted).
@@ -680,6 +795,81 @@ mod tests {
     }
 
     #[test]
+    fn dates_and_timestamps_follow_dateformat_and_timeformat() {
+        let with = |extra: &[(&str, Option<&str>)]| {
+            let mut o = vec![("IAM_ROLE", Some("arn:aws:iam::1:role/r")), ("CSV", None)];
+            o.extend_from_slice(extra);
+            spec(&opts(&o)).unwrap()
+        };
+        let ts = col("timestamp", -1, false);
+        let tz = col("timestamptz", -1, false);
+        let date = col("date", -1, false);
+        let field = |v: &str| Field {
+            bytes: v.as_bytes().to_vec(),
+            quoted: false,
+        };
+        let run = |c: &Column, v: &str, s: &CopySpec| {
+            convert(c, &field(v), s).map(|v| String::from_utf8(v.unwrap()).unwrap())
+        };
+        // No option: Redshift's default formats, strictly.
+        let none = with(&[]);
+        assert_eq!(
+            run(&ts, "2024-01-02 03:04:05", &none).unwrap(),
+            "2024-01-02 03:04:05"
+        );
+        assert_eq!(
+            run(&tz, "2024-01-02 03:04:05+02", &none).unwrap(),
+            "2024-01-02 03:04:05+02:00"
+        );
+        assert_eq!(
+            run(&ts, "2024-01-02T03:04:05", &none).unwrap_err().code,
+            1206
+        );
+        assert_eq!(run(&date, "2024-01-02", &none).unwrap(), "2024-01-02");
+        assert_eq!(
+            run(&date, "01/02/2024", &none).unwrap_err(),
+            FieldError {
+                code: 1205,
+                reason: "Invalid timestamp format or value [YYYY-MM-DD]".into()
+            }
+        );
+        // 'auto': the backend reads it, except what Redshift refuses.
+        let auto = with(&[("TIMEFORMAT", Some("auto")), ("DATEFORMAT", Some("auto"))]);
+        assert_eq!(
+            run(&ts, "2024-01-02T03:04:05", &auto).unwrap(),
+            "2024-01-02T03:04:05"
+        );
+        assert_eq!(run(&date, "01/02/2024", &auto).unwrap(), "01/02/2024");
+        assert_eq!(run(&ts, "infinity", &auto).unwrap_err().code, 1206);
+        // Epochs and format strings become ISO text.
+        let epoch = with(&[("TIMEFORMAT", Some("epochsecs"))]);
+        assert_eq!(run(&tz, "86400", &epoch).unwrap(), "1970-01-02 00:00:00");
+        assert_eq!(
+            run(&ts, "x", &epoch).unwrap_err().reason,
+            "Invalid timestamp format or value [epochsecs]"
+        );
+        let us = with(&[
+            ("TIMEFORMAT", Some("MM/DD/YYYY HH12:MI:SS AM")),
+            ("DATEFORMAT", Some("MON DD YYYY")),
+        ]);
+        assert_eq!(
+            run(&ts, "12/31/2023 11:59:58 PM", &us).unwrap(),
+            "2023-12-31 23:59:58"
+        );
+        assert_eq!(run(&date, "Feb 29 2024", &us).unwrap(), "2024-02-29");
+        assert_eq!(run(&date, "Feb 30 2024", &us).unwrap_err().code, 1205);
+        assert!(
+            spec(&opts(&[
+                ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+                ("CSV", None),
+                ("DATEFORMAT", Some("epochsecs")),
+            ]))
+            .is_err(),
+            "epochs are for TIMEFORMAT only"
+        );
+    }
+
+    #[test]
     fn values_are_checked_as_redshift_checks_them() {
         assert_eq!(
             conv(&col("varchar", 4 + 4, false), "ééé", true)
@@ -704,10 +894,11 @@ mod tests {
             "Invalid digit, Value 'x', Pos 2, Type: Integer"
         );
         assert_eq!(
-            conv(&col("int2", -1, false), "40000", false)
-                .unwrap_err()
-                .code,
-            1216
+            conv(&col("int2", -1, false), "40000", false).unwrap_err(),
+            FieldError {
+                code: 1222,
+                reason: "Overflow (Short valid range -32768 to 32767)".into()
+            }
         );
         assert_eq!(
             conv(&col("int8", -1, false), "-9223372036854775808", false),
@@ -715,12 +906,12 @@ mod tests {
         );
         let dec = col("numeric", ((5 << 16) | 2) + 4, false);
         assert_eq!(conv(&dec, "999.99", false), Ok(Some("999.99".into())));
-        assert_eq!(conv(&dec, "1000.5", false).unwrap_err().code, 1216);
+        assert_eq!(conv(&dec, "1000.5", false).unwrap_err().code, 1204);
         assert_eq!(
             conv(&col("bool", -1, false), "maybe", false)
                 .unwrap_err()
                 .code,
-            1218
+            1210
         );
         assert_eq!(
             conv(&col("timestamptz", -1, false), "infinity", false)

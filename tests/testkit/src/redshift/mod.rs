@@ -7,35 +7,34 @@
 //! - simple `Query` and extended `Parse` statements go through [`sql::plan`]: Redshift
 //!   DDL is rewritten into PostgreSQL DDL, PostgreSQL-only features are refused, and
 //!   session values (`pg_last_copy_count()`) are substituted;
-//! - `COPY ... FROM 's3://...'` (simple protocol) is carried out here: objects are read
-//!   from S3 (moto), decompressed, parsed and checked with Redshift's rules, and
-//!   streamed into the backend with `COPY ... FROM STDIN` inside the client's own
-//!   session and transaction.
+//! - `Bind` of a statement with array parameters is refused;
+//! - `COPY ... FROM 's3://...'` and `ALTER TABLE ... APPEND FROM` (simple protocol) are
+//!   carried out here ([`copy`], [`Sess::append`]).
 //!
-//! Refusals and load failures are raised *by the backend* (a `DO` block raising the
-//! SQLSTATE and message), so transaction state stays exactly PostgreSQL's. A load
-//! failure first writes its row into `stl_load_errors` on a separate connection, so it
-//! survives the rollback, as in Redshift.
+//! Errors and transactions: every refusal is raised *by the backend*, so its
+//! transaction state is always PostgreSQL's own and needs no bookkeeping here. In a
+//! simple query a `DO` block raises the SQLSTATE and message. In the extended protocol
+//! the refused `Parse` (or `Bind`) is replaced by one the backend rejects with a marker
+//! in its error (see [`Sess::refusal_marker`]); the proxy swaps that ErrorResponse for
+//! the Redshift one on its way to the client. The backend then skips to `Sync` and
+//! reports the transaction state itself.
 //!
-//! Shim objects live in each database's `public` schema and are installed on first
-//! connection: `stl_load_errors`, `getdate()`, `json_parse()`, `json_serialize()`,
-//! `is_valid_json()`, and an event trigger that gives every new or altered table a
-//! row trigger counting VARCHAR lengths in bytes (Redshift) instead of characters.
+//! Shim objects (`stl_load_errors`, `getdate()`, ...) are described in [`shims`].
 
+pub mod copy;
 pub mod load;
+pub mod shims;
 pub mod sql;
+pub mod timefmt;
 pub mod wire;
 
-use std::collections::HashMap;
-use std::io::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
 
-use load::{Column, Compression, CopySpec, CsvError, CsvReader, Record};
 use sql::{Action, Refusal, Session};
 use wire::Message;
 
@@ -61,9 +60,9 @@ impl Drop for RedshiftEmulator {
 
 struct Shared {
     cfg: EmulatorConfig,
-    /// Databases whose shims are installed; the lock serialises installation.
-    installed: Mutex<HashMap<String, bool>>,
-    copy_ids: AtomicI64,
+    installed: shims::Installed,
+    /// Query ids for `pg_last_copy_id()` and `stl_load_errors.query`.
+    query_ids: AtomicI64,
 }
 
 impl RedshiftEmulator {
@@ -73,8 +72,8 @@ impl RedshiftEmulator {
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Shared {
             cfg,
-            installed: Mutex::new(HashMap::new()),
-            copy_ids: AtomicI64::new(1000),
+            installed: shims::Installed::default(),
+            query_ids: AtomicI64::new(1000),
         });
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
@@ -101,7 +100,8 @@ impl RedshiftEmulator {
     }
 }
 
-/// Opens a backend session for `database` and reads it up to ReadyForQuery.
+/// Opens a backend session for `database` and reads it up to ReadyForQuery (or the
+/// error that ends it).
 async fn backend_session(
     cfg: &EmulatorConfig,
     database: &str,
@@ -110,18 +110,16 @@ async fn backend_session(
         .await
         .context("connecting to the backend PostgreSQL")?;
     backend.set_nodelay(true)?;
-    let params = vec![
-        ("user".to_string(), cfg.backend_user.clone()),
-        ("database".to_string(), database.to_string()),
+    let params = [
+        ("user", cfg.backend_user.as_str()),
+        ("database", database),
         (
-            "options".to_string(),
-            "-c TimeZone=UTC -c standard_conforming_strings=off -c escape_string_warning=off -c DateStyle=ISO,MDY".to_string(),
+            "options",
+            "-c TimeZone=UTC -c standard_conforming_strings=off -c escape_string_warning=off -c DateStyle=ISO,MDY",
         ),
-        (
-            "application_name".to_string(),
-            "redshift-emulator".to_string(),
-        ),
-    ];
+        ("application_name", "redshift-emulator"),
+    ]
+    .map(|(k, v)| (k.to_string(), v.to_string()));
     tokio::io::AsyncWriteExt::write_all(&mut backend, &wire::startup_packet(&params)).await?;
     let mut greeting = Vec::new();
     loop {
@@ -136,77 +134,6 @@ async fn backend_session(
     }
 }
 
-const SHIMS: &str = r#"
-CREATE TABLE IF NOT EXISTS public.stl_load_errors (
-  userid integer, slice integer, tbl integer, starttime timestamp, session integer,
-  query integer, filename char(256), line_number bigint, colname char(127), type char(10),
-  col_length char(10), position integer, raw_line char(1024), raw_field_value char(1024),
-  err_code integer, err_reason char(100), is_partial integer, start_offset bigint);
-CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp LANGUAGE sql STABLE
-  AS $f$ SELECT date_trunc('second', localtimestamp)::timestamp $f$;
-CREATE OR REPLACE FUNCTION public.json_parse(text) RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT
-  AS $f$ SELECT $1::jsonb $f$;
-CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sql IMMUTABLE STRICT
-  AS $f$ SELECT $1::text $f$;
-CREATE OR REPLACE FUNCTION public.is_valid_json(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
-  AS $f$ BEGIN PERFORM $1::jsonb; RETURN true; EXCEPTION WHEN others THEN RETURN false; END $f$;
-CREATE OR REPLACE FUNCTION public.rs_emulator_install_checks(rel regclass) RETURNS void
-LANGUAGE plpgsql AS $f$
-DECLARE body text; fname text := 'rs_emulator_checks_' || rel::oid;
-BEGIN
-  SELECT string_agg(CASE WHEN atttypid = 'varchar'::regtype THEN
-      format('IF octet_length(NEW.%I) > %s THEN RAISE EXCEPTION USING ERRCODE = ''22001'', MESSAGE = ''value too long for type character varying(%s)''; END IF;',
-             attname, atttypmod - 4, atttypmod - 4)
-    ELSE
-      format('IF octet_length(NEW.%I) <> char_length(NEW.%I) THEN RAISE EXCEPTION USING ERRCODE = ''22021'', MESSAGE = ''value for type character(%s) holds a multibyte character, which Redshift CHAR cannot store''; END IF;',
-             attname, attname, atttypmod - 4)
-    END, ' ')
-    INTO body
-    FROM pg_attribute
-   WHERE attrelid = rel AND attnum > 0 AND NOT attisdropped AND atttypmod > 4
-     AND atttypid IN ('varchar'::regtype, 'bpchar'::regtype);
-  EXECUTE format('CREATE OR REPLACE FUNCTION public.%I() RETURNS trigger LANGUAGE plpgsql AS $b$ BEGIN %s RETURN NEW; END $b$',
-                 fname, coalesce(body, ''));
-  EXECUTE format('CREATE OR REPLACE TRIGGER rs_emulator_checks BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION public.%I()',
-                 rel, fname);
-END $f$;
-CREATE OR REPLACE FUNCTION public.rs_emulator_on_ddl() RETURNS event_trigger LANGUAGE plpgsql AS $f$
-DECLARE obj record;
-BEGIN
-  FOR obj IN SELECT * FROM pg_event_trigger_ddl_commands() WHERE object_type = 'table' LOOP
-    IF EXISTS (SELECT 1 FROM pg_class WHERE oid = obj.objid AND relkind IN ('r', 'p')) THEN
-      PERFORM public.rs_emulator_install_checks(obj.objid::regclass);
-    END IF;
-  END LOOP;
-END $f$;
-DROP EVENT TRIGGER IF EXISTS rs_emulator_on_ddl;
-CREATE EVENT TRIGGER rs_emulator_on_ddl ON ddl_command_end
-  WHEN TAG IN ('CREATE TABLE', 'CREATE TABLE AS', 'SELECT INTO', 'ALTER TABLE')
-  EXECUTE FUNCTION public.rs_emulator_on_ddl();
-"#;
-
-async fn install_shims(shared: &Shared, database: &str) -> Result<()> {
-    let mut installed = shared.installed.lock().await;
-    if installed.contains_key(database) {
-        return Ok(());
-    }
-    let (mut backend, greeting) = backend_session(&shared.cfg, database).await?;
-    if let Some(e) = greeting.iter().find(|m| m.tag == b'E') {
-        // No such database, say: the client's own session will report it.
-        tracing::debug!(error = ?wire::error_field(e, b'M'), "shims not installed");
-        return Ok(());
-    }
-    let outcome = wire::run(&mut backend, SHIMS).await?;
-    if let Some(e) = outcome.error {
-        bail!(
-            "installing the emulator's shims in {database}: {}",
-            wire::error_field(&e, b'M').unwrap_or_default()
-        );
-    }
-    installed.insert(database.to_string(), true);
-    Ok(())
-}
-
 /// One client connection.
 async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
     client.set_nodelay(true)?;
@@ -215,8 +142,8 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
         tokio::io::AsyncWriteExt::write_all(&mut client, b"N").await?;
         (code, body) = wire::read_startup(&mut client).await?;
     }
-    if code == 80877102 {
-        // CancelRequest: pass it on; the key data is the backend's own.
+    if code == wire::CANCEL_REQUEST {
+        // The key data is the backend's own (its BackendKeyData was relayed).
         let mut backend =
             TcpStream::connect((shared.cfg.backend_host.as_str(), shared.cfg.backend_port)).await?;
         let mut packet = 16i32.to_be_bytes().to_vec();
@@ -233,7 +160,7 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
     let database = get("database")
         .or_else(|| get("user"))
         .unwrap_or_else(|| "postgres".into());
-    if let Err(e) = install_shims(&shared, &database).await {
+    if let Err(e) = shared.installed.ensure(&shared.cfg, &database).await {
         wire::write(
             &mut client,
             &[wire::error_response("XX000", &format!("{e:#}"))],
@@ -243,76 +170,67 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
     }
     let (backend, greeting) = backend_session(&shared.cfg, &database).await?;
     wire::write(&mut client, &greeting).await?;
+    let pid = greeting
+        .iter()
+        .find(|m| m.tag == b'K')
+        .and_then(|m| m.body.get(..4))
+        .map_or(0, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
     let mut session = Sess {
         client,
         backend,
         shared,
         database,
+        pid,
         status: b'I',
         values: Session::default(),
-        last_parsed: None,
-        array_statements: Default::default(),
-        refused_until_sync: None,
+        described: VecDeque::new(),
+        array_statements: HashSet::new(),
+        refusals: HashMap::new(),
+        next_refusal: 0,
     };
     session.run().await
 }
 
+/// One client session and its backend session.
 struct Sess {
     client: TcpStream,
     backend: TcpStream,
     shared: Arc<Shared>,
     database: String,
+    /// The backend's process id: `stl_load_errors.session`.
+    pid: i32,
+    /// The transaction status of the last ReadyForQuery (`I`, `T`, `E`).
     status: u8,
     values: Session,
-    /// The statement named by the last Parse, until the backend describes it.
-    last_parsed: Option<String>,
+    /// Statements the client asked the backend to describe, oldest first: the next
+    /// ParameterDescription belongs to the front one.
+    described: VecDeque<String>,
     /// Prepared statements whose parameters include an array type.
-    array_statements: std::collections::HashSet<String>,
-    /// Set when a Bind was refused: client messages are dropped until Sync.
-    refused_until_sync: Option<Refusal>,
+    array_statements: HashSet<String>,
+    /// Extended-protocol refusals waiting for the backend's marker error, by marker.
+    refusals: HashMap<u64, Refusal>,
+    next_refusal: u64,
 }
 
-/// A load failure: what goes into `stl_load_errors` and the client's error.
-struct LoadFailure {
-    filename: String,
-    line: u64,
-    colname: String,
-    col_type: String,
-    raw_line: String,
-    raw_value: String,
-    code: i32,
-    reason: String,
-}
+/// The prefix of the names the backend rejects in place of a refused statement.
+const MARKER: &str = "rs_emulator_refusal_";
 
 impl Sess {
     async fn run(&mut self) -> Result<()> {
         while let Some(m) = wire::read_message(&mut self.client).await? {
-            if let Some(r) = self.refused_until_sync.clone() {
-                if m.tag == b'S' {
-                    self.refused_until_sync = None;
-                    self.raise(&r).await?;
-                    wire::write(&mut self.client, &[wire::ready_for_query(self.status)]).await?;
-                }
-                continue;
-            }
-            if m.tag == b'B' {
-                let statement = m
-                    .body
-                    .split(|b| *b == 0)
-                    .nth(1)
-                    .map(|s| String::from_utf8_lossy(s).into_owned())
-                    .unwrap_or_default();
-                if self.array_statements.contains(&statement) {
-                    self.refused_until_sync = Some(Refusal {
-                        code: "0A000",
-                        message: "array parameters are not supported by Amazon Redshift; bind scalar values".into(),
-                    });
-                    continue;
-                }
-            }
             match m.tag {
                 b'Q' => self.simple_query(&wire::query_text(&m)).await?,
                 b'P' => self.parse(m).await?,
+                b'B' => {
+                    let m = self.bind(m);
+                    wire::write(&mut self.backend, &[m]).await?;
+                }
+                b'D' => {
+                    if let Some((b'S', name)) = wire::describe_target(&m) {
+                        self.described.push_back(name);
+                    }
+                    wire::write(&mut self.backend, &[m]).await?;
+                }
                 b'S' => {
                     wire::write(&mut self.backend, &[m]).await?;
                     self.relay_until_ready().await?;
@@ -331,40 +249,70 @@ impl Sess {
         Ok(())
     }
 
-    /// Relays backend messages to the client up to and including ReadyForQuery.
+    /// Relays backend messages to the client up to and including ReadyForQuery,
+    /// swapping marker errors for their refusals.
     async fn relay_until_ready(&mut self) -> Result<()> {
         let mut batch = Vec::new();
         loop {
-            let m = wire::read_message(&mut self.backend)
+            let mut m = wire::read_message(&mut self.backend)
                 .await?
                 .context("the backend closed the connection")?;
-            let ready = m.tag == b'Z';
-            if ready {
-                self.status = m.body.first().copied().unwrap_or(b'I');
-            }
-            if m.tag == b't' {
-                // ParameterDescription of the statement just parsed.
-                let types: Vec<u32> = m.body[2..]
-                    .chunks(4)
-                    .filter_map(|c| c.try_into().ok().map(u32::from_be_bytes))
-                    .collect();
-                if let Some(name) = self.last_parsed.take() {
-                    if types.iter().any(|t| is_array_oid(*t)) {
-                        self.array_statements.insert(name);
-                    } else {
-                        self.array_statements.remove(&name);
+            match m.tag {
+                b'Z' => self.status = m.body.first().copied().unwrap_or(b'I'),
+                b't' => self.note_parameters(&m),
+                b'E' => {
+                    if let Some(r) = self.refusal_for(&m) {
+                        m = wire::error_response(r.code, &r.message);
                     }
                 }
+                _ => {}
             }
             m.encode_into(&mut batch);
-            if ready || batch.len() > 64 * 1024 {
+            if m.tag == b'Z' {
+                self.refusals.clear();
+                self.described.clear();
+                tokio::io::AsyncWriteExt::write_all(&mut self.client, &batch).await?;
+                return Ok(());
+            }
+            if batch.len() > 64 * 1024 {
                 tokio::io::AsyncWriteExt::write_all(&mut self.client, &batch).await?;
                 batch.clear();
             }
-            if ready {
-                return Ok(());
+        }
+    }
+
+    /// A ParameterDescription: remembers whether the described statement takes arrays.
+    fn note_parameters(&mut self, m: &Message) {
+        let types = wire::parameter_types(m);
+        if let Some(name) = self.described.pop_front() {
+            if types.iter().copied().any(is_array_oid) {
+                self.array_statements.insert(name);
+            } else {
+                self.array_statements.remove(&name);
             }
         }
+    }
+
+    /// The refusal an ErrorResponse stands for, if it carries one of our markers.
+    fn refusal_for(&mut self, e: &Message) -> Option<Refusal> {
+        let message = wire::error_field(e, b'M')?;
+        let at = message.find(MARKER)? + MARKER.len();
+        let n: u64 = message[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()?;
+        self.refusals.remove(&n)
+    }
+
+    /// Registers an extended-protocol refusal and returns the name to put in its place:
+    /// as SQL it is a syntax error, as a statement name it does not exist; either way
+    /// the backend's error message quotes it.
+    fn refusal_marker(&mut self, r: Refusal) -> String {
+        let n = self.next_refusal;
+        self.next_refusal += 1;
+        self.refusals.insert(n, r);
+        format!("{MARKER}{n}_")
     }
 
     /// Like [`Sess::relay_until_ready`] but holds back ReadyForQuery; returns whether
@@ -406,9 +354,9 @@ impl Sess {
             // One message, so PostgreSQL's implicit-transaction rules stay intact.
             let joined = actions
                 .iter()
-                .map(|a| match a {
-                    Action::Forward(s) => s.as_str(),
-                    _ => unreachable!(),
+                .filter_map(|a| match a {
+                    Action::Forward(s) => Some(s.as_str()),
+                    _ => None,
                 })
                 .collect::<Vec<_>>()
                 .join(";\n");
@@ -464,13 +412,9 @@ impl Sess {
         let Some(mut p) = wire::parse_parse(&m) else {
             return wire::write(&mut self.backend, &[m]).await;
         };
-        let refusal = if p.param_types.iter().any(|t| is_array_oid(*t)) {
-            Some(Refusal {
-                code: "0A000",
-                message:
-                    "array parameters are not supported by Amazon Redshift; bind scalar values"
-                        .into(),
-            })
+        self.array_statements.remove(&p.name);
+        let refusal = if p.param_types.iter().copied().any(is_array_oid) {
+            Some(array_parameters())
         } else {
             match sql::plan(&p.sql, &self.values) {
                 Action::Forward(s) => {
@@ -490,15 +434,25 @@ impl Sess {
             }
         };
         if let Some(r) = refusal {
-            p.sql = Self::raise_sql(r.code, &r.message);
+            p.sql = self.refusal_marker(r);
             p.param_types.clear();
         }
-        self.last_parsed = Some(p.name.clone());
         wire::write(&mut self.backend, &[wire::build_parse(&p)]).await
     }
 
+    /// A Bind of a statement that takes arrays is refused: Redshift has no array types.
+    fn bind(&mut self, m: Message) -> Message {
+        match wire::bind_statement(&m) {
+            Some(name) if self.array_statements.contains(&name) => {
+                let marker = self.refusal_marker(array_parameters());
+                wire::bind_with_statement(&m, &marker).unwrap_or(m)
+            }
+            _ => m,
+        }
+    }
+
     /// `ALTER TABLE target APPEND FROM source`: refused in a transaction block; moves
-    /// the rows otherwise.
+    /// the rows otherwise, if both tables have the same columns.
     async fn append(&mut self, target: &str, source: &str) -> Result<bool> {
         if self.status != b'I' {
             return self
@@ -552,548 +506,13 @@ impl Sess {
         .await?;
         Ok(false)
     }
-
-    /// `COPY table [(cols)] FROM 's3://...' ...`. Returns whether it failed (the error
-    /// has been relayed).
-    async fn copy_s3(
-        &mut self,
-        table: &str,
-        columns: &[String],
-        from: &str,
-        options: &[(String, Option<String>)],
-    ) -> Result<bool> {
-        let spec = match load::spec(options) {
-            Ok(s) => s,
-            Err(r) => return self.raise(&r).await,
-        };
-        if self.status == b'E' {
-            // The backend says "current transaction is aborted" itself.
-            wire::write(&mut self.backend, &[wire::query("SELECT 1")]).await?;
-            return self.relay_without_ready().await;
-        }
-        // The target's columns, in the order the file holds them.
-        let target_cols = match self.describe(table, columns).await? {
-            Ok(c) => c,
-            Err(r) => return self.raise(&r).await,
-        };
-        let files = match self.list_files(from, spec.manifest).await {
-            Ok(f) => f,
-            Err(r) => return self.raise(&r).await,
-        };
-        let in_block = self.status == b'T';
-        if in_block {
-            wire::run(&mut self.backend, "SAVEPOINT rs_emulator_copy").await?;
-        }
-        let column_list = target_cols
-            .iter()
-            .map(|c| quote_ident(&c.name))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let copy =
-            format!("COPY {table} ({column_list}) FROM STDIN WITH (FORMAT csv, NULL '\\\\N')");
-        wire::write(&mut self.backend, &[wire::query(&copy)]).await?;
-        let first = loop {
-            let m = wire::read_message(&mut self.backend)
-                .await?
-                .context("backend closed")?;
-            if m.tag == b'N' || m.tag == b'S' {
-                wire::write(&mut self.client, &[m]).await?;
-                continue;
-            }
-            break m;
-        };
-        if first.tag != b'G' {
-            // The backend refused the COPY itself (no such table...): relay.
-            wire::write(&mut self.client, &[first]).await?;
-            self.relay_without_ready().await?;
-            return Ok(true);
-        }
-        let result = self.stream_files(&files, &target_cols, &spec, table).await;
-        let (rows, failure) = match result {
-            Ok(rows) => {
-                wire::write(&mut self.backend, &[wire::copy_done()]).await?;
-                let out = wire::collect(&mut self.backend).await?;
-                self.status = out.status;
-                match out.error {
-                    None => (rows, None),
-                    Some(e) => (0, Some(backend_failure(&e, &files, &target_cols))),
-                }
-            }
-            Err(f) => {
-                wire::write(&mut self.backend, &[wire::copy_fail("load error")]).await?;
-                let out = wire::collect(&mut self.backend).await?;
-                self.status = out.status;
-                (0, Some(f))
-            }
-        };
-        match failure {
-            None => {
-                if in_block {
-                    wire::run(&mut self.backend, "RELEASE SAVEPOINT rs_emulator_copy").await?;
-                }
-                self.values.last_copy_count = rows;
-                self.values.last_copy_id = self.shared.copy_ids.fetch_add(1, Ordering::Relaxed);
-                wire::write(&mut self.client, &[wire::command_complete("COPY")]).await?;
-                Ok(false)
-            }
-            Some(f) => {
-                if in_block {
-                    let out =
-                        wire::run(&mut self.backend, "ROLLBACK TO SAVEPOINT rs_emulator_copy")
-                            .await?;
-                    self.status = out.status;
-                }
-                self.record_load_error(table, &f).await?;
-                let bare = table.rsplit('.').next().unwrap_or(table).trim_matches('"');
-                self.raise(&Refusal {
-                    code: "XX000",
-                    message: format!(
-                        "Load into table '{bare}' failed.  Check 'stl_load_errors' system table for details."
-                    ),
-                })
-                .await
-            }
-        }
-    }
-
-    /// The named columns (or all) of the target, with their types.
-    async fn describe(
-        &mut self,
-        table: &str,
-        columns: &[String],
-    ) -> Result<Result<Vec<Column>, Refusal>> {
-        let sql = format!(
-            "SELECT a.attname::text, t.typname::text, a.atttypmod::text, a.attnotnull::text \
-             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
-             WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
-            quote_literal(table)
-        );
-        let out = wire::run(&mut self.backend, &sql).await?;
-        self.status = out.status;
-        if let Some(e) = out.error {
-            return Ok(Err(Refusal {
-                code: "XX000",
-                message: wire::error_field(&e, b'M').unwrap_or_default(),
-            }));
-        }
-        let all: Vec<Column> = out
-            .rows
-            .iter()
-            .map(|r| Column {
-                name: r[0].clone().unwrap_or_default(),
-                typname: r[1].clone().unwrap_or_default(),
-                typmod: r[2].as_deref().and_then(|v| v.parse().ok()).unwrap_or(-1),
-                not_null: r[3].as_deref() == Some("true"),
-            })
-            .collect();
-        if all.is_empty() {
-            return Ok(Err(Refusal {
-                code: "42P01",
-                message: format!("relation \"{}\" does not exist", table.trim_matches('"')),
-            }));
-        }
-        if columns.is_empty() {
-            return Ok(Ok(all));
-        }
-        let mut picked = Vec::new();
-        for c in columns {
-            let name = unquote_ident(c);
-            match all.iter().find(|a| a.name == name) {
-                Some(a) => picked.push(a.clone()),
-                None => {
-                    return Ok(Err(Refusal {
-                        code: "42703",
-                        message: format!(
-                            "column \"{name}\" of relation \"{}\" does not exist",
-                            table.trim_matches('"')
-                        ),
-                    }))
-                }
-            }
-        }
-        Ok(Ok(picked))
-    }
-
-    /// The objects a COPY reads: every key under the prefix, or the manifest's entries.
-    async fn list_files(&self, from: &str, manifest: bool) -> Result<Vec<String>, Refusal> {
-        let s3 = &self.shared.cfg.s3;
-        let (bucket, key) = split_s3(from)?;
-        if manifest {
-            let text = read_object(s3, bucket, key).await.map_err(|e| Refusal {
-                code: "XX000",
-                message: format!("Problem reading manifest file - S3ServiceException:The specified key does not exist.,Status 404,Error NoSuchKey ({from}: {e})"),
-            })?;
-            let doc: serde_json::Value = serde_json::from_slice(&text).map_err(|e| Refusal {
-                code: "XX000",
-                message: format!("Manifest file is not in correct json format: {e}"),
-            })?;
-            let entries = doc["entries"].as_array().ok_or_else(|| Refusal {
-                code: "XX000",
-                message: "Manifest file is not in correct json format: no \"entries\" array".into(),
-            })?;
-            let mut files = Vec::new();
-            for entry in entries {
-                let url = entry["url"].as_str().ok_or_else(|| Refusal {
-                    code: "XX000",
-                    message: "Manifest entry without \"url\"".into(),
-                })?;
-                let mandatory = entry["mandatory"].as_bool().unwrap_or(false);
-                let (b, k) = split_s3(url)?;
-                let exists = s3.head_object().bucket(b).key(k).send().await.is_ok();
-                if exists {
-                    files.push(url.to_string());
-                } else if mandatory {
-                    return Err(Refusal {
-                        code: "XX000",
-                        message: format!("Manifest file contains a mandatory file that does not exist: {url}. S3ServiceException:The specified key does not exist.,Status 404,Error NoSuchKey"),
-                    });
-                }
-            }
-            Ok(files)
-        } else {
-            let mut files = Vec::new();
-            let mut pages = s3
-                .list_objects_v2()
-                .bucket(bucket)
-                .prefix(key)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| Refusal {
-                    code: "XX000",
-                    message: format!(
-                        "S3ServiceException: listing {from} failed: {}",
-                        aws_error(&e)
-                    ),
-                })?;
-                for o in page.contents() {
-                    if let Some(k) = o.key() {
-                        files.push(format!("s3://{bucket}/{k}"));
-                    }
-                }
-            }
-            if files.is_empty() {
-                return Err(Refusal {
-                    code: "XX000",
-                    message: format!("The specified S3 prefix '{key}' does not exist"),
-                });
-            }
-            files.sort();
-            Ok(files)
-        }
-    }
-
-    /// Streams every file into the backend's COPY; returns rows written, or the first
-    /// bad row.
-    async fn stream_files(
-        &mut self,
-        files: &[String],
-        cols: &[Column],
-        spec: &CopySpec,
-        _table: &str,
-    ) -> std::result::Result<u64, LoadFailure> {
-        let mut rows = 0u64;
-        for file in files {
-            rows += self.stream_file(file, cols, spec).await?;
-        }
-        Ok(rows)
-    }
-
-    async fn stream_file(
-        &mut self,
-        file: &str,
-        cols: &[Column],
-        spec: &CopySpec,
-    ) -> std::result::Result<u64, LoadFailure> {
-        let failure = |reason: String| LoadFailure {
-            filename: file.to_string(),
-            line: 0,
-            colname: String::new(),
-            col_type: String::new(),
-            raw_line: String::new(),
-            raw_value: String::new(),
-            code: 8001,
-            reason,
-        };
-        let (bucket, key) = split_s3(file).map_err(|r| failure(r.message))?;
-        let object = self
-            .shared
-            .cfg
-            .s3
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| failure(format!("S3ServiceException: {}", aws_error(&e))))?;
-        let mut body = object.body;
-        let mut decoder = Decoder::new(spec.compression);
-        let mut reader = CsvReader::new(spec.delimiter, spec.quote);
-        let mut out: Vec<u8> = Vec::with_capacity(128 * 1024);
-        let mut rows = 0u64;
-        let mut skip = spec.ignore_header;
-        let mut plain = Vec::new();
-        loop {
-            let chunk = body
-                .try_next()
-                .await
-                .map_err(|e| failure(format!("S3ServiceException: reading {file}: {e}")))?;
-            let last = chunk.is_none();
-            plain.clear();
-            match &chunk {
-                Some(bytes) => decoder.feed(bytes, &mut plain),
-                None => decoder.finish(&mut plain),
-            }
-            .map_err(|e| {
-                failure(format!(
-                    "{e} ({file} is not valid {:?} data)",
-                    spec.compression
-                ))
-            })?;
-            let mut on_record = |rec: Record| -> std::result::Result<(), CsvError> {
-                if skip > 0 {
-                    skip -= 1;
-                    return Ok(());
-                }
-                encode_record(&rec, cols, spec, &mut out)?;
-                rows += 1;
-                Ok(())
-            };
-            let parsed = reader.feed(&plain, &mut on_record);
-            let parsed = match parsed {
-                Ok(()) if last => reader.finish(&mut on_record),
-                other => other,
-            };
-            parsed.map_err(|e| csv_failure(file, cols, e))?;
-            if out.len() >= 64 * 1024 || (last && !out.is_empty()) {
-                wire::write(&mut self.backend, &[wire::copy_data(&out)])
-                    .await
-                    .map_err(|e| failure(format!("backend: {e}")))?;
-                out.clear();
-            }
-            if last {
-                return Ok(rows);
-            }
-        }
-    }
-
-    /// Writes the failure into `stl_load_errors` on a connection of its own, so the row
-    /// survives the client's rollback.
-    async fn record_load_error(&mut self, table: &str, f: &LoadFailure) -> Result<()> {
-        let (mut conn, greeting) = backend_session(&self.shared.cfg, &self.database).await?;
-        if greeting.iter().any(|m| m.tag == b'E') {
-            bail!("cannot open a session to record a load error");
-        }
-        let cut = |s: &str, n: usize| -> String { s.chars().take(n).collect() };
-        let sql = format!(
-            "INSERT INTO public.stl_load_errors (userid, slice, tbl, starttime, session, query, filename, line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset) \
-             VALUES (100, 0, COALESCE(to_regclass({})::oid::int, 0), localtimestamp, pg_backend_pid(), {}, {}, {}, {}, {}, '', 0, {}, {}, {}, {}, 0, 0)",
-            quote_literal(table),
-            self.shared.copy_ids.fetch_add(1, Ordering::Relaxed),
-            quote_literal(&cut(&f.filename, 256)),
-            f.line,
-            quote_literal(&cut(&f.colname, 127)),
-            quote_literal(&cut(&f.col_type, 10)),
-            quote_literal(&cut(&f.raw_line, 1024)),
-            quote_literal(&cut(&f.raw_value, 1024)),
-            f.code,
-            quote_literal(&cut(&f.reason, 100)),
-        );
-        let out = wire::run(&mut conn, &sql).await?;
-        if let Some(e) = out.error {
-            return Err(anyhow!(
-                "recording a load error failed: {}",
-                wire::error_field(&e, b'M').unwrap_or_default()
-            ));
-        }
-        let _ = wire::write(&mut conn, &[Message::new(b'X', Vec::new())]).await;
-        Ok(())
-    }
 }
 
-/// Converts one record to a PostgreSQL CSV line, or says why it cannot load.
-fn encode_record(
-    rec: &Record,
-    cols: &[Column],
-    spec: &CopySpec,
-    out: &mut Vec<u8>,
-) -> std::result::Result<(), CsvError> {
-    let raw = || rec.raw.clone();
-    if rec.fields.len() != cols.len() {
-        return Err(CsvError {
-            line: rec.line,
-            raw: raw(),
-            code: 1214,
-            reason: if rec.fields.len() > cols.len() {
-                "Extra column(s) found".into()
-            } else {
-                "Delimiter not found".into()
-            },
-        });
+fn array_parameters() -> Refusal {
+    Refusal {
+        code: "0A000",
+        message: "array parameters are not supported by Amazon Redshift; bind scalar values".into(),
     }
-    let start = out.len();
-    for (i, (field, col)) in rec.fields.iter().zip(cols).enumerate() {
-        match load::convert(col, field, spec) {
-            Ok(v) => {
-                if i > 0 {
-                    out.push(b',');
-                }
-                load::push_pg_field(out, v.as_deref());
-            }
-            Err(e) => {
-                out.truncate(start);
-                // The column travels in the reason's prefix: "<col>|<type>|<value>|".
-                return Err(CsvError {
-                    line: rec.line,
-                    raw: raw(),
-                    code: e.code,
-                    reason: format!(
-                        "{}\u{1}{}\u{1}{}\u{1}{}",
-                        col.name,
-                        col.typname,
-                        String::from_utf8_lossy(&field.bytes),
-                        e.reason
-                    ),
-                });
-            }
-        }
-    }
-    out.push(b'\n');
-    Ok(())
-}
-
-fn csv_failure(file: &str, _cols: &[Column], e: CsvError) -> LoadFailure {
-    let parts: Vec<&str> = e.reason.split('\u{1}').collect();
-    let (colname, col_type, raw_value, reason) = match parts.as_slice() {
-        [c, t, v, r] => (c.to_string(), t.to_string(), v.to_string(), r.to_string()),
-        _ => (
-            String::new(),
-            String::new(),
-            String::new(),
-            e.reason.clone(),
-        ),
-    };
-    LoadFailure {
-        filename: file.to_string(),
-        line: e.line,
-        colname,
-        col_type,
-        raw_line: String::from_utf8_lossy(&e.raw).into_owned(),
-        raw_value,
-        code: e.code,
-        reason,
-    }
-}
-
-/// A failure the backend found during COPY (its CONTEXT names line and column).
-fn backend_failure(e: &Message, files: &[String], _cols: &[Column]) -> LoadFailure {
-    let message = wire::error_field(e, b'M').unwrap_or_default();
-    let context = wire::error_field(e, b'W').unwrap_or_default();
-    // "COPY t, line 3, column c: "value""
-    let line = context
-        .split("line ")
-        .nth(1)
-        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let colname = context
-        .split("column ")
-        .nth(1)
-        .map(|r| r.split(':').next().unwrap_or_default().to_string())
-        .unwrap_or_default();
-    LoadFailure {
-        filename: files.first().cloned().unwrap_or_default(),
-        line,
-        colname,
-        col_type: String::new(),
-        raw_line: String::new(),
-        raw_value: String::new(),
-        code: 1200,
-        reason: message,
-    }
-}
-
-/// Push decompression: compressed bytes in, plain bytes out.
-enum Decoder {
-    Plain,
-    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
-}
-
-impl Decoder {
-    fn new(c: Compression) -> Decoder {
-        match c {
-            Compression::None => Decoder::Plain,
-            Compression::Gzip => {
-                Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
-            }
-            Compression::Zstd => Decoder::Zstd(Box::new(
-                zstd::stream::write::Decoder::new(Vec::new()).expect("zstd decoder"),
-            )),
-        }
-    }
-
-    fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Decoder::Plain => out.extend_from_slice(input),
-            Decoder::Gzip(d) => {
-                d.write_all(input)?;
-                out.append(d.get_mut());
-            }
-            Decoder::Zstd(d) => {
-                d.write_all(input)?;
-                d.flush()?;
-                out.append(d.get_mut());
-            }
-        }
-        Ok(())
-    }
-
-    fn finish(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
-        match self {
-            Decoder::Plain => {}
-            Decoder::Gzip(d) => {
-                d.try_finish()?;
-                out.append(d.get_mut());
-            }
-            Decoder::Zstd(d) => {
-                d.flush()?;
-                out.append(d.get_mut());
-            }
-        }
-        Ok(())
-    }
-}
-
-fn split_s3(url: &str) -> std::result::Result<(&str, &str), Refusal> {
-    url.strip_prefix("s3://")
-        .and_then(|r| r.split_once('/'))
-        .ok_or_else(|| Refusal {
-            code: "XX000",
-            message: format!("Invalid S3 path '{url}': expected s3://bucket/key"),
-        })
-}
-
-async fn read_object(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>> {
-    let out = s3
-        .get_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-        .map_err(|e| anyhow!(aws_error(&e)))?;
-    Ok(out.body.collect().await?.into_bytes().to_vec())
-}
-
-fn aws_error<E: std::error::Error + 'static>(e: &E) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 fn is_array_oid(oid: u32) -> bool {

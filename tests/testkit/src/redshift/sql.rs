@@ -799,13 +799,22 @@ fn column_type(s: &Stmt, i: usize, b: usize, edits: &mut Vec<Edit>) -> Result<us
     Ok(end)
 }
 
-/// Rewrites that apply to any statement: `::SUPER`/`::VARBYTE` casts, `SYSDATE`,
-/// `pg_last_copy_count()`/`pg_last_copy_id()`.
+/// Rewrites that apply to any statement: `::SUPER`/`::VARBYTE` and `CAST(x AS SUPER)`
+/// casts, `SYSDATE`, `pg_last_copy_count()`/`pg_last_copy_id()`.
 fn generic_edits(s: &Stmt, session: &Session) -> Vec<Edit> {
     let mut edits = Vec::new();
+    // For each open parenthesis: whether it opens a CAST(...).
+    let mut parens: Vec<bool> = Vec::new();
     for k in 0..s.toks.len() {
         let t = &s.toks[k];
-        if t.kind == Kind::Op && s.text(k) == "::" {
+        if s.is_punct(k, "(") {
+            parens.push(k > 0 && s.is(k - 1, "CAST"));
+        } else if s.is_punct(k, ")") {
+            parens.pop();
+        }
+        let cast = (t.kind == Kind::Op && s.text(k) == "::")
+            || (s.is(k, "AS") && parens.last() == Some(&true));
+        if cast {
             let target = s.text(k + 1).to_ascii_uppercase();
             let with = match target.as_str() {
                 "SUPER" => Some("jsonb"),
@@ -1010,7 +1019,7 @@ mod tests {
             last_copy_id: 7,
         };
         let out = match plan(
-            "SELECT pg_last_copy_count(), PG_LAST_COPY_ID(), SYSDATE, '{}'::SUPER, x::varbyte(10)",
+            "SELECT pg_last_copy_count(), PG_LAST_COPY_ID(), SYSDATE, '{}'::SUPER, x::varbyte(10), CAST(y AS super), CAST(z AS VARBYTE(4)), 1 AS super",
             &session,
         ) {
             Action::Forward(s) => s,
@@ -1018,7 +1027,7 @@ mod tests {
         };
         assert_eq!(
             out,
-            "SELECT 42::bigint, (7)::integer, LOCALTIMESTAMP, '{}'::jsonb, x::bytea"
+            "SELECT 42::bigint, (7)::integer, LOCALTIMESTAMP, '{}'::jsonb, x::bytea, CAST(y AS jsonb), CAST(z AS bytea), 1 AS super"
         );
     }
 

@@ -8,6 +8,7 @@ use tokio::net::TcpStream;
 pub const SSL_REQUEST: i32 = 80877103;
 pub const GSSENC_REQUEST: i32 = 80877104;
 pub const PROTOCOL_3: i32 = 196608;
+pub const CANCEL_REQUEST: i32 = 80877102;
 
 /// One typed message: its tag byte and body (without the length).
 #[derive(Debug, Clone)]
@@ -142,6 +143,22 @@ pub fn error_response(code: &str, message: &str) -> Message {
     Message::new(b'E', body)
 }
 
+/// `N`: a NoticeResponse at level INFO (Redshift reports COPY results this way).
+pub fn info(message: &str) -> Message {
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "INFO"),
+        (b'V', "INFO"),
+        (b'C', "00000"),
+        (b'M', message),
+    ] {
+        body.push(field);
+        cstr(&mut body, value);
+    }
+    body.push(0);
+    Message::new(b'N', body)
+}
+
 /// `d`: CopyData.
 pub fn copy_data(data: &[u8]) -> Message {
     Message::new(b'd', data.to_vec())
@@ -200,6 +217,42 @@ pub fn build_parse(p: &Parse) -> Message {
         body.extend_from_slice(&t.to_be_bytes());
     }
     Message::new(b'P', body)
+}
+
+/// A `D` (Describe) message's target: `S` (statement) or `P` (portal), and its name.
+pub fn describe_target(m: &Message) -> Option<(u8, String)> {
+    let (&kind, rest) = m.body.split_first()?;
+    let end = rest.iter().position(|b| *b == 0)?;
+    Some((kind, String::from_utf8_lossy(&rest[..end]).into_owned()))
+}
+
+/// The parameter type OIDs of a `t` (ParameterDescription) message.
+pub fn parameter_types(m: &Message) -> Vec<u32> {
+    m.body
+        .get(2..)
+        .unwrap_or_default()
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+/// The statement a `B` (Bind) message binds.
+pub fn bind_statement(m: &Message) -> Option<String> {
+    let mut parts = m.body.splitn(3, |b| *b == 0);
+    let _portal = parts.next()?;
+    let statement = parts.next()?;
+    Some(String::from_utf8_lossy(statement).into_owned())
+}
+
+/// The same Bind, naming another statement.
+pub fn bind_with_statement(m: &Message, statement: &str) -> Option<Message> {
+    let portal_end = m.body.iter().position(|b| *b == 0)?;
+    let rest = &m.body[portal_end + 1..];
+    let statement_end = rest.iter().position(|b| *b == 0)?;
+    let mut body = m.body[..=portal_end].to_vec();
+    cstr(&mut body, statement);
+    body.extend_from_slice(&rest[statement_end + 1..]);
+    Some(Message::new(b'B', body))
 }
 
 /// The fields of an ErrorResponse/NoticeResponse by their one-letter codes.
@@ -302,5 +355,18 @@ mod tests {
         assert_eq!(query_text(&query("SELECT 1")), "SELECT 1");
         let params = startup_params(b"user\0bob\0database\0db\0\0");
         assert_eq!(params[1], ("database".to_string(), "db".to_string()));
+        let bind = Message::new(b'B', b"p1\0s7\0\0\x01\0\x01\0\0\0\x011\0\0".to_vec());
+        assert_eq!(bind_statement(&bind).as_deref(), Some("s7"));
+        let moved = bind_with_statement(&bind, "other").unwrap();
+        assert_eq!(
+            moved.body,
+            b"p1\0other\0\0\x01\0\x01\0\0\0\x011\0\0".to_vec()
+        );
+        assert_eq!(
+            describe_target(&Message::new(b'D', b"Ss7\0".to_vec())),
+            Some((b'S', "s7".to_string()))
+        );
+        let t = Message::new(b't', vec![0, 2, 0, 0, 3, 239, 0, 0, 0, 23]);
+        assert_eq!(parameter_types(&t), vec![1007, 23]);
     }
 }
