@@ -20,6 +20,8 @@ pub struct Settings {
     pub scheduler_role_arn: Option<String>,
     /// `LOADER_FUNCTION_NAME`, else `AWS_LAMBDA_FUNCTION_NAME`.
     pub function_name: Option<String>,
+    /// The function's ARN, which schedules target (`LOADER_FUNCTION_ARN`).
+    pub function_arn: Option<String>,
     /// `IMPORT_ROW_LIMIT` / `IMPORT_CHUNK_SIZE`, checked where they are used.
     pub import_row_limit: Option<String>,
     pub import_chunk_size: Option<String>,
@@ -46,6 +48,7 @@ impl Settings {
             schedule_group: get("LOADER_SCHEDULE_GROUP"),
             scheduler_role_arn: get("LOADER_SCHEDULER_ROLE_ARN"),
             function_name: get("LOADER_FUNCTION_NAME").or_else(|| get("AWS_LAMBDA_FUNCTION_NAME")),
+            function_arn: get("LOADER_FUNCTION_ARN"),
             import_row_limit: get("IMPORT_ROW_LIMIT"),
             import_chunk_size: get("IMPORT_CHUNK_SIZE"),
             s3_force_path_style: get("LOADER_S3_FORCE_PATH_STYLE")
@@ -73,6 +76,7 @@ pub struct Clients {
     pub secrets: SecretClients,
     /// For continuations: the function invoking itself.
     pub lambda: aws_sdk_lambda::Client,
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 impl Clients {
@@ -94,6 +98,7 @@ impl Clients {
                 ssm: aws_sdk_ssm::Client::new(sdk),
             },
             lambda: aws_sdk_lambda::Client::new(sdk),
+            scheduler: aws_sdk_scheduler::Client::new(sdk),
         }
     }
 }

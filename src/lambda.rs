@@ -39,6 +39,7 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_secs(180);
 pub enum Event {
     Run(RunEvent),
     Setup { job: String },
+    SyncSchedules {},
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -89,7 +90,32 @@ impl Handler {
         match parse_event(&payload)? {
             Event::Run(run) => self.run(run, remaining).await,
             Event::Setup { job } => self.setup(&job).await,
+            Event::SyncSchedules {} => self.sync_schedules().await,
         }
+    }
+
+    async fn sync_schedules(&self) -> Result<Value> {
+        let jobs: Vec<Job> = self
+            .app
+            .store
+            .list_jobs()
+            .await?
+            .into_iter()
+            .map(|s| s.job)
+            .collect();
+        let scheduler = crate::scheduler::Scheduler::new(
+            self.app.clients.scheduler.clone(),
+            &self.app.settings,
+        )
+        .map_err(|e| Error::Failed(e.to_string()))?;
+        let changes = scheduler
+            .sync(&jobs)
+            .await
+            .map_err(|e| Error::Failed(e.to_string()))?;
+        let list: Vec<Value> = changes.iter().map(change_json).collect();
+        let summary = Value::Array(list.clone());
+        tracing::info!(changes = %summary, "schedules synced");
+        Ok(json!({"action": "sync_schedules", "changes": list}))
     }
 
     async fn setup(&self, name: &str) -> Result<Value> {
@@ -248,6 +274,18 @@ fn not_at_time(job: &Job) -> Option<String> {
             entries.0.join(", ")
         )
     })
+}
+
+/// One schedule change as JSON (the CLI prints the same).
+pub fn change_json(c: &crate::scheduler::Change) -> Value {
+    use crate::scheduler::Change;
+    match c {
+        Change::Created(d) | Change::Updated(d) | Change::Unchanged(d) => json!({
+            "change": match c { Change::Created(_) => "created", Change::Updated(_) => "updated", _ => "unchanged" },
+            "schedule": d.name, "expression": d.expression, "timezone": d.timezone, "note": d.note,
+        }),
+        Change::Deleted(name) => json!({"change": "deleted", "schedule": name}),
+    }
 }
 
 fn first_errors(summary: &Value) -> String {

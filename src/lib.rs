@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod logging;
 pub mod quote;
 pub mod schedule;
+pub mod scheduler;
 pub mod secrets;
 pub mod setup;
 pub mod source;

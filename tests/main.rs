@@ -2,6 +2,7 @@
 
 mod jobs;
 mod lambda;
+mod schedules;
 mod secrets;
 mod setup;
 mod stack;

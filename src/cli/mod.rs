@@ -4,6 +4,7 @@
 mod jobs;
 mod render;
 mod run;
+mod schedules;
 mod setup;
 
 use std::path::PathBuf;
@@ -43,6 +44,17 @@ enum Command {
     /// Load new and changed rows now, table by table, until caught up (exactly what the
     /// Lambda function does on a schedule).
     Run(RunArgs),
+    /// EventBridge schedules: one per enabled job.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchedulesCommand {
+    /// Create, update and delete schedules so the group holds one per enabled job.
+    Sync,
+    /// The schedules in the group, with each job's expression and time zone.
+    List,
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +147,8 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
             };
             setup::run(&out, &args.job, &options).await
         }
+        Command::Schedules(SchedulesCommand::Sync) => schedules::sync(&out).await,
+        Command::Schedules(SchedulesCommand::List) => schedules::list(&out).await,
         Command::Run(args) => {
             run::run(&out, &args.job, args.tables, args.from_scratch, args.force).await
         }

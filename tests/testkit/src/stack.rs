@@ -134,6 +134,10 @@ impl Stack {
                     "arn:aws:iam::123456789012:role/redshift-loader-scheduler".into(),
                 ),
                 ("LOADER_FUNCTION_NAME", "redshift-loader".into()),
+                (
+                    "LOADER_FUNCTION_ARN",
+                    "arn:aws:lambda:us-east-1:123456789012:function:redshift-loader".into(),
+                ),
                 ("SOURCE_DATABASE_URL", self.source.url(&names.source_db)),
                 (
                     "REDSHIFT_DATABASE_URL",

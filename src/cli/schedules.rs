@@ -1,0 +1,88 @@
+//! `schedules sync | list`.
+
+use std::process::ExitCode;
+
+use super::render::{table, Output};
+use crate::app::App;
+use crate::error::Error;
+use crate::scheduler::{Change, Scheduler};
+
+fn scheduler(app: &App) -> crate::Result<Scheduler> {
+    Scheduler::new(app.clients.scheduler.clone(), &app.settings)
+        .map_err(|e| Error::Failed(e.to_string()))
+}
+
+pub async fn sync(out: &Output) -> crate::Result<ExitCode> {
+    let app = App::from_env().await?;
+    let jobs: Vec<_> = app
+        .store
+        .list_jobs()
+        .await?
+        .into_iter()
+        .map(|s| s.job)
+        .collect();
+    let changes = scheduler(&app)?
+        .sync(&jobs)
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    if out.json {
+        out.print_json(&serde_json::Value::Array(
+            changes.iter().map(crate::lambda::change_json).collect(),
+        ));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(["schedule", "change", "expression", "timezone", "note"]);
+    for c in &changes {
+        let row = match c {
+            Change::Created(d) | Change::Updated(d) | Change::Unchanged(d) => vec![
+                d.name.clone(),
+                match c {
+                    Change::Created(_) => "created",
+                    Change::Updated(_) => "updated",
+                    _ => "unchanged",
+                }
+                .to_string(),
+                d.expression.clone(),
+                d.timezone.clone(),
+                d.note.clone().unwrap_or_default(),
+            ],
+            Change::Deleted(name) => vec![
+                name.clone(),
+                "deleted".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
+        };
+        t.add_row(row);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn list(out: &Output) -> crate::Result<ExitCode> {
+    let app = App::from_env().await?;
+    let existing = scheduler(&app)?
+        .list()
+        .await
+        .map_err(|e| Error::Failed(e.to_string()))?;
+    if out.json {
+        let list: Vec<_> = existing
+            .iter()
+            .map(|e| serde_json::json!({"schedule": e.name, "expression": e.expression, "timezone": e.timezone, "enabled": e.enabled, "input": e.input}))
+            .collect();
+        out.print_json(&serde_json::Value::Array(list));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut t = table(["schedule", "expression", "timezone", "state"]);
+    for e in &existing {
+        t.add_row(vec![
+            e.name.clone(),
+            e.expression.clone(),
+            e.timezone.clone(),
+            if e.enabled { "enabled" } else { "disabled" }.to_string(),
+        ]);
+    }
+    println!("{t}");
+    Ok(ExitCode::SUCCESS)
+}

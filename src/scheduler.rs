@@ -1,0 +1,264 @@
+//! EventBridge Scheduler: one schedule per enabled job, in the stack's schedule group,
+//! invoking the function with `{"action":"run","job":"<name>"}`. `sync` makes the
+//! group match the jobs: creates, updates, deletes.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
+
+use crate::aws::{MissingSetting, Settings};
+use crate::config::Job;
+use crate::schedule::{self, At};
+
+/// Schedules this loader owns are named `job-<job name>` (job names are already
+/// letters, digits, `-` and `_`).
+pub fn schedule_name(job: &str) -> String {
+    format!("job-{job}")
+}
+
+/// What one job's schedule should be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Desired {
+    pub name: String,
+    pub expression: String,
+    pub timezone: String,
+    pub input: String,
+    pub note: Option<String>,
+}
+
+/// The schedule a job gets, or `None` when it is disabled.
+pub fn desired(job: &Job) -> Option<Desired> {
+    if job.disabled {
+        return None;
+    }
+    let at = job.at.as_ref().and_then(|a| At::parse(&a.0).ok());
+    let s = schedule::schedule(job.frequency, at.as_ref(), job.tz.as_deref());
+    Some(Desired {
+        name: schedule_name(&job.name),
+        expression: s.expression,
+        timezone: s.timezone,
+        input: serde_json::json!({"action": "run", "job": job.name}).to_string(),
+        note: s.note,
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Created(Desired),
+    Updated(Desired),
+    Unchanged(Desired),
+    Deleted(String),
+}
+
+/// A schedule as it exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Existing {
+    pub name: String,
+    pub expression: String,
+    pub timezone: String,
+    pub input: String,
+    pub enabled: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    #[error(transparent)]
+    Setting(#[from] MissingSetting),
+    #[error("EventBridge Scheduler: {operation} {name} failed: {reason}")]
+    Api {
+        operation: &'static str,
+        name: String,
+        reason: String,
+    },
+}
+
+pub struct Scheduler {
+    client: aws_sdk_scheduler::Client,
+    group: String,
+    role_arn: String,
+    function_arn: String,
+}
+
+impl Scheduler {
+    pub fn new(
+        client: aws_sdk_scheduler::Client,
+        settings: &Settings,
+    ) -> Result<Scheduler, SchedulerError> {
+        let need = |v: &Option<String>, name: &'static str, what: &'static str| {
+            v.clone().ok_or(MissingSetting { name, what })
+        };
+        Ok(Scheduler {
+            client,
+            group: need(&settings.schedule_group, "LOADER_SCHEDULE_GROUP", "name the schedule group (the SAM stack's ScheduleGroup output)")?,
+            role_arn: need(&settings.scheduler_role_arn, "LOADER_SCHEDULER_ROLE_ARN", "name the role schedules invoke the function with (the SAM stack's SchedulerRoleArn output)")?,
+            function_arn: need(&settings.function_arn, "LOADER_FUNCTION_ARN", "name the function schedules invoke (its ARN)")?,
+        })
+    }
+
+    fn api<E: std::error::Error + 'static>(
+        operation: &'static str,
+        name: &str,
+        e: E,
+    ) -> SchedulerError {
+        SchedulerError::Api {
+            operation,
+            name: name.to_string(),
+            reason: crate::connect::error_chain(&e),
+        }
+    }
+
+    /// The group's schedules.
+    pub async fn list(&self) -> Result<Vec<Existing>, SchedulerError> {
+        let mut names = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .client
+                .list_schedules()
+                .group_name(&self.group)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| Self::api("ListSchedules", &self.group, e))?;
+            names.extend(
+                out.schedules()
+                    .iter()
+                    .filter_map(|s| s.name().map(str::to_string)),
+            );
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut existing = Vec::new();
+        for name in names {
+            let s = self
+                .client
+                .get_schedule()
+                .group_name(&self.group)
+                .name(&name)
+                .send()
+                .await
+                .map_err(|e| Self::api("GetSchedule", &name, e))?;
+            existing.push(Existing {
+                name,
+                expression: s.schedule_expression().unwrap_or_default().to_string(),
+                timezone: s
+                    .schedule_expression_timezone()
+                    .unwrap_or("UTC")
+                    .to_string(),
+                input: s
+                    .target()
+                    .and_then(|t| t.input())
+                    .unwrap_or_default()
+                    .to_string(),
+                enabled: s.state() != Some(&ScheduleState::Disabled),
+            });
+        }
+        existing.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(existing)
+    }
+
+    /// Makes the group hold exactly the schedules of the enabled jobs.
+    pub async fn sync(&self, jobs: &[Job]) -> Result<Vec<Change>, SchedulerError> {
+        let existing: BTreeMap<String, Existing> = self
+            .list()
+            .await?
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        let wanted: Vec<Desired> = jobs.iter().filter_map(desired).collect();
+        let mut changes = Vec::new();
+        for d in &wanted {
+            match existing.get(&d.name) {
+                Some(e)
+                    if e.expression == d.expression
+                        && e.timezone == d.timezone
+                        && e.input == d.input
+                        && e.enabled =>
+                {
+                    changes.push(Change::Unchanged(d.clone()))
+                }
+                Some(_) => {
+                    self.client
+                        .update_schedule()
+                        .group_name(&self.group)
+                        .name(&d.name)
+                        .schedule_expression(&d.expression)
+                        .schedule_expression_timezone(&d.timezone)
+                        .state(ScheduleState::Enabled)
+                        .flexible_time_window(off())
+                        .target(self.target(d)?)
+                        .send()
+                        .await
+                        .map_err(|e| Self::api("UpdateSchedule", &d.name, e))?;
+                    changes.push(Change::Updated(d.clone()));
+                }
+                None => {
+                    self.client
+                        .create_schedule()
+                        .group_name(&self.group)
+                        .name(&d.name)
+                        .schedule_expression(&d.expression)
+                        .schedule_expression_timezone(&d.timezone)
+                        .state(ScheduleState::Enabled)
+                        .flexible_time_window(off())
+                        .target(self.target(d)?)
+                        .description("redshift-loader job schedule (managed by `redshift-loader schedules sync`)")
+                        .send()
+                        .await
+                        .map_err(|e| Self::api("CreateSchedule", &d.name, e))?;
+                    changes.push(Change::Created(d.clone()));
+                }
+            }
+        }
+        for name in existing.keys() {
+            if name.starts_with("job-") && !wanted.iter().any(|d| &d.name == name) {
+                self.client
+                    .delete_schedule()
+                    .group_name(&self.group)
+                    .name(name)
+                    .send()
+                    .await
+                    .map_err(|e| Self::api("DeleteSchedule", name, e))?;
+                changes.push(Change::Deleted(name.clone()));
+            }
+        }
+        Ok(changes)
+    }
+
+    fn target(&self, d: &Desired) -> Result<Target, SchedulerError> {
+        Target::builder()
+            .arn(&self.function_arn)
+            .role_arn(&self.role_arn)
+            .input(&d.input)
+            .build()
+            .map_err(|e| Self::api("building the target of", &d.name, e))
+    }
+}
+
+fn off() -> FlexibleTimeWindow {
+    FlexibleTimeWindow::builder()
+        .mode(FlexibleTimeWindowMode::Off)
+        .build()
+        .expect("mode is set")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Format;
+
+    #[test]
+    fn a_job_gets_its_schedule_unless_disabled() {
+        let yaml = "name: shop\nsource: {url_env: S}\ndestination: {url_env: D}\nfrequency: 900\nat: '09:**,10:**'\ntz: Europe/London\ntables: [{source: public.t}]\n";
+        let mut job = Job::parse(yaml, Format::Yaml).unwrap();
+        let d = desired(&job).unwrap();
+        assert_eq!(d.name, "job-shop");
+        assert_eq!(d.expression, "cron(0/15 9,10 * * ? *)");
+        assert_eq!(d.timezone, "Europe/London");
+        assert_eq!(d.input, r#"{"action":"run","job":"shop"}"#);
+        job.disabled = true;
+        assert_eq!(desired(&job), None);
+    }
+}
