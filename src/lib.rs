@@ -9,6 +9,7 @@ pub mod config;
 pub mod connect;
 pub mod encode;
 pub mod error;
+pub mod fire;
 pub mod lambda;
 pub mod logging;
 pub mod quote;

@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 
 use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, ScheduleState, Target};
+use chrono::{DateTime, Utc};
 
 use crate::aws::{MissingSetting, Settings};
 use crate::config::Job;
+use crate::fire::Expression;
 use crate::schedule::{self, At};
 
 /// Schedules this loader owns are named `job-<job name>` (job names are already
@@ -58,6 +60,23 @@ pub struct Existing {
     pub timezone: String,
     pub input: String,
     pub enabled: bool,
+    /// Where a `rate(...)` counts from: the schedule's start date, else its creation.
+    pub anchor: Option<DateTime<Utc>>,
+}
+
+impl Existing {
+    /// The next `n` times it fires after `now`, or why that cannot be said.
+    pub fn next_fires(&self, now: DateTime<Utc>, n: usize) -> Result<Vec<DateTime<Utc>>, String> {
+        let tz: chrono_tz::Tz = self
+            .timezone
+            .parse()
+            .map_err(|_| format!("unknown time zone {:?}", self.timezone))?;
+        let fires = Expression::parse(&self.expression)?.next(tz, now, self.anchor, n);
+        if fires.is_empty() {
+            return Err("no start or creation date to count the rate from".into());
+        }
+        Ok(fires)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +172,10 @@ impl Scheduler {
                     .unwrap_or_default()
                     .to_string(),
                 enabled: s.state() != Some(&ScheduleState::Disabled),
+                anchor: s
+                    .start_date()
+                    .or(s.creation_date())
+                    .and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos())),
             });
         }
         existing.sort_by(|a, b| a.name.cmp(&b.name));

@@ -136,4 +136,31 @@ async fn the_sync_schedules_event_and_the_cli_do_the_same() {
     let listed: serde_json::Value = serde_json::from_slice(&cli.stdout).unwrap();
     assert_eq!(listed[0]["schedule"], "job-events");
     assert_eq!(listed[0]["expression"], "rate(10 minutes)");
+    // The rate counts from the schedule's creation: three fires ten minutes apart.
+    let fires: Vec<chrono::DateTime<chrono::Utc>> = listed[0]["next_fires"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(fires.len(), 3, "{listed}");
+    assert_eq!((fires[1] - fires[0]).num_minutes(), 10);
+    assert!(fires[0] > chrono::Utc::now() - chrono::Duration::seconds(5));
+
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+        .args(["schedules", "list"])
+        .env_clear()
+        .envs(w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(
+            "LOADER_SCHEDULE_GROUP",
+            app.settings.schedule_group.as_deref().unwrap(),
+        )
+        .output()
+        .unwrap();
+    let human = String::from_utf8_lossy(&cli.stdout);
+    assert!(human.contains("next fires"), "{human}");
+    assert!(
+        human.contains("(in 9m)") || human.contains("(in 10m)"),
+        "{human}"
+    );
 }

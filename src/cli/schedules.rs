@@ -66,23 +66,49 @@ pub async fn list(out: &Output) -> crate::Result<ExitCode> {
         .list()
         .await
         .map_err(|e| Error::Failed(e.to_string()))?;
+    let now = chrono::Utc::now();
     if out.json {
         let list: Vec<_> = existing
             .iter()
-            .map(|e| serde_json::json!({"schedule": e.name, "expression": e.expression, "timezone": e.timezone, "enabled": e.enabled, "input": e.input}))
+            .map(|e| {
+                let (next, why) = match e.next_fires(now, NEXT) {
+                    Ok(f) => (f.iter().map(|t| t.to_rfc3339()).collect(), None),
+                    Err(why) => (Vec::new(), Some(why)),
+                };
+                serde_json::json!({"schedule": e.name, "expression": e.expression, "timezone": e.timezone, "enabled": e.enabled, "input": e.input, "next_fires": next, "next_fires_unknown": why})
+            })
             .collect();
         out.print_json(&serde_json::Value::Array(list));
         return Ok(ExitCode::SUCCESS);
     }
-    let mut t = table(["schedule", "expression", "timezone", "state"]);
+    let mut t = table([
+        "schedule",
+        "expression",
+        "timezone",
+        "state",
+        "next fires (local)",
+    ]);
     for e in &existing {
+        let next = match (e.next_fires(now, NEXT), e.timezone.parse()) {
+            (Ok(f), Ok(tz)) => f
+                .iter()
+                .map(|t| crate::fire::describe(*t, tz, now))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            (Err(why), _) => format!("unknown: {why}"),
+            (_, Err(_)) => format!("unknown time zone {:?}", e.timezone),
+        };
         t.add_row(vec![
             e.name.clone(),
             e.expression.clone(),
             e.timezone.clone(),
             if e.enabled { "enabled" } else { "disabled" }.to_string(),
+            if e.enabled { next } else { String::new() },
         ]);
     }
     println!("{t}");
     Ok(ExitCode::SUCCESS)
 }
+
+/// How many upcoming fire times `list` shows per schedule.
+const NEXT: usize = 3;
