@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod diagnose;
 pub mod encode;
 pub mod error;
 pub mod lambda;

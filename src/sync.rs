@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::config::{CopyMode, Job, Limits, Table, TableRef};
 use crate::error::{Error, Result};
+use crate::secrets::Role;
 use crate::setup::{Decisions, DECISIONS};
 use crate::source::extract::{extract_chunk, ExtractError};
 use crate::source::query::{self, Chunk, KeyColumn};
@@ -206,6 +207,13 @@ pub enum SyncError {
     Load(Box<LoadError>),
     #[error("table {table}: {message}")]
     Other { table: TableRef, message: String },
+    /// A database refused or failed: `at` names it (`source database host:port/db`).
+    #[error("table {table}: {at}: {reason}")]
+    Database {
+        table: TableRef,
+        at: String,
+        reason: String,
+    },
     #[error("table {table}: stopped at {step:?} of chunk {chunk}: {reason}")]
     Interrupted {
         table: TableRef,
@@ -213,6 +221,34 @@ pub enum SyncError {
         chunk: u64,
         reason: String,
     },
+}
+
+impl SyncError {
+    /// Names the database of a source or Redshift failure (`source database
+    /// 127.0.0.1:5432/shop`); other errors pass unchanged.
+    fn located(self, table: &TableRef, source_at: &str, destination_at: &str) -> SyncError {
+        match self {
+            SyncError::Extract { table, source } => match *source {
+                ExtractError::Source(reason) => SyncError::Database {
+                    table,
+                    at: source_at.to_string(),
+                    reason,
+                },
+                other => SyncError::Extract {
+                    table,
+                    source: Box::new(other),
+                },
+            },
+            SyncError::Load(e) if matches!(*e, LoadError::Statement { .. }) => {
+                SyncError::Database {
+                    table: table.clone(),
+                    at: destination_at.to_string(),
+                    reason: e.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -253,8 +289,16 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
             })
             .collect::<Result<_>>()?
     };
-    let source = crate::source::open(&app.source(job).await?).await?;
-    let redshift = crate::warehouse::open(&app.destination(job).await?).await?;
+    let source_db = app.source(job).await?;
+    let source = crate::source::open(&source_db).await?;
+    let destination_db = app.destination(job).await?;
+    let redshift = crate::warehouse::open(&destination_db).await?;
+    let source_at = format!("{} database {}", Role::Source, source_db.describe());
+    let destination_at = format!(
+        "{} database {}",
+        Role::Destination,
+        destination_db.describe()
+    );
     let ctx = Ctx {
         app,
         job,
@@ -268,7 +312,10 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     let mut outcomes = Vec::new();
     for table in tables {
         let now = Utc::now();
-        let result = ctx.run_table(table, now).await;
+        let result = ctx
+            .run_table(table, now)
+            .await
+            .map_err(|e| e.located(&table.source, &source_at, &destination_at));
         ctx.record(table, &result).await;
         outcomes.push(Outcome {
             table: table.source.clone(),
