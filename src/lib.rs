@@ -20,6 +20,7 @@ pub mod setup;
 pub mod source;
 pub mod stage;
 pub mod state;
+pub mod status;
 pub mod sync;
 pub mod warehouse;
 

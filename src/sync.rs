@@ -31,6 +31,8 @@ pub const MARK: &str = "mark";
 pub const LAST_RUN: &str = "last_run";
 pub const LAST_SUCCESS: &str = "last_success";
 pub const LAST_ERROR: &str = "last_error";
+/// The `TABLE#` item's running total of rows loaded (a number, added to by each run).
+pub const ROWS_TOTAL: &str = "rows_total";
 /// How long run history items live (their TTL).
 pub const RUN_HISTORY_DAYS: i64 = 30;
 
@@ -316,7 +318,7 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
             .run_table(table, now)
             .await
             .map_err(|e| e.located(&table.source, &source_at, &destination_at));
-        ctx.record(table, &result).await;
+        ctx.record(table, now, &result).await;
         outcomes.push(Outcome {
             table: table.source.clone(),
             result,
@@ -931,9 +933,15 @@ impl Ctx<'_> {
     }
 
     /// Stores the table's last result (and error) for `status`.
-    async fn record(&self, table: &Table, result: &std::result::Result<Report, SyncError>) {
+    async fn record(
+        &self,
+        table: &Table,
+        started: DateTime<Utc>,
+        result: &std::result::Result<Report, SyncError>,
+    ) {
         let now = Utc::now();
-        let doc = match result {
+        let seconds = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
+        let mut doc = match result {
             Ok(r) => serde_json::json!({
                 "table": table.source, "run_id": self.options.run_id, "at": now.to_rfc3339(),
                 "ok": true, "report": r,
@@ -943,11 +951,21 @@ impl Ctx<'_> {
                 "ok": false, "error": e.to_string(),
             }),
         };
+        doc["started_at"] = started.to_rfc3339().into();
+        doc["seconds"] = seconds.into();
+        let rows = result.as_ref().map_or(0, |r| r.rows);
         let store = &self.app.store;
         let job = &self.job.name;
         let written = async {
             store
-                .put_table_document(job, &table.source, LAST_RUN, &doc, now)
+                .put_table_document_counting(
+                    job,
+                    &table.source,
+                    LAST_RUN,
+                    &doc,
+                    (ROWS_TOTAL, rows),
+                    now,
+                )
                 .await?;
             match result {
                 Ok(_) => {
@@ -994,7 +1012,7 @@ pub fn new_run_id(origin: &str) -> String {
 
 /// A timestamp as the source prints it in the pinned session (`2024-01-01
 /// 00:00:20.5+00`, or without zone for `timestamp` columns, read as UTC).
-fn parse_source_time(text: &str) -> Option<DateTime<Utc>> {
+pub fn parse_source_time(text: &str) -> Option<DateTime<Utc>> {
     let with_zone = format!("{text}:00");
     DateTime::parse_from_str(&with_zone, "%Y-%m-%d %H:%M:%S%.f%:z")
         .map(|t| t.with_timezone(&Utc))

@@ -8,6 +8,7 @@ mod secrets;
 mod setup;
 mod stack;
 mod stage;
+mod status;
 mod support;
 mod sync;
 mod tls;
