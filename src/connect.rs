@@ -27,6 +27,7 @@ pub enum ConnectError {
         reason: String,
         /// The server's SQLSTATE, when it answered with an error.
         code: Option<String>,
+        class: crate::diagnose::Class,
     },
 }
 
@@ -97,37 +98,15 @@ fn tls_connector(role: Role, db: &DbConfig) -> Result<MakeRustlsConnect, Connect
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// One line that says which database and what to check.
-fn connect_error(role: Role, target: &str, e: &tokio_postgres::Error) -> ConnectError {
-    let code = e.code().map(|c| c.code().to_string());
-    let reason = match e.as_db_error() {
-        Some(db) => {
-            let hint = match db.code().code() {
-                "28P01" | "28000" => "; check the user name and password in the secret",
-                "3D000" => "; check the database name",
-                _ => "",
-            };
-            format!("{}{hint}", db.message())
-        }
-        None => {
-            let text = error_chain(e);
-            let hint = if text.contains("Connection refused") {
-                "; check the host and port, and that the server accepts connections from here (security group, VPC)"
-            } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
-                "; check sslmode, and add the server's CA with sslrootcert= (RDS needs its CA bundle)"
-            } else if text.contains("failed to lookup") || text.contains("Name or service") {
-                "; check the host name (and DNS resolution from the VPC)"
-            } else {
-                ""
-            };
-            format!("cannot connect: {text}{hint}")
-        }
-    };
+/// One line that says which database and what to check (see [`crate::diagnose`]).
+pub fn connect_error(role: Role, target: &str, e: &tokio_postgres::Error) -> ConnectError {
+    let facts = crate::diagnose::Facts::of(e);
     ConnectError::Connect {
         role,
         target: target.to_string(),
-        reason,
-        code,
+        reason: crate::diagnose::explain(role, &facts),
+        code: facts.code.clone(),
+        class: crate::diagnose::classify(&facts),
     }
 }
 

@@ -7,6 +7,7 @@
 use crate::aws::MissingSetting;
 use crate::config::ConfigErrors;
 use crate::connect::ConnectError;
+use crate::diagnose::Class;
 use crate::secrets::SecretError;
 use crate::state::StateError;
 
@@ -57,11 +58,11 @@ impl Error {
                     if reason.contains("could not be reached")
             ),
             // Refused connections and server-side trouble pass; auth and TLS do not.
-            Error::Connect(ConnectError::Connect { code, reason, .. }) => match code {
+            Error::Connect(ConnectError::Connect { code, class, .. }) => match code {
                 Some(code) => {
                     code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
                 }
-                None => reason.contains("Connection refused") || reason.contains("timed out"),
+                None => matches!(class, Class::Refused | Class::Unreachable),
             },
             Error::Connect(ConnectError::RootCert { .. }) => false,
             Error::State(e) => e.is_retryable(),

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod cli;
 pub mod config;
 pub mod connect;
+pub mod diagnose;
 pub mod encode;
 pub mod error;
 pub mod fire;
@@ -20,6 +21,7 @@ pub mod setup;
 pub mod source;
 pub mod stage;
 pub mod state;
+pub mod status;
 pub mod sync;
 pub mod warehouse;
 

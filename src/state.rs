@@ -73,6 +73,15 @@ pub struct Lease {
     pub expires_at: DateTime<Utc>,
 }
 
+/// One `TABLE#` item as stored: its attributes holding JSON documents (by attribute
+/// name) and its number attributes (counters).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TableItem {
+    pub table: String,
+    pub documents: std::collections::BTreeMap<String, serde_json::Value>,
+    pub counters: std::collections::BTreeMap<String, u64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     client: aws_sdk_dynamodb::Client,
@@ -515,6 +524,100 @@ impl Store {
             .filter_map(|item| get_s(item, "run"))
             .filter_map(|text| serde_json::from_str(&text).ok())
             .collect())
+    }
+
+    /// The job's run history, newest first: at most `limit` items, only `table`'s when
+    /// given (pages through the history until enough match).
+    pub async fn runs_of(
+        &self,
+        job: &str,
+        table: Option<&TableRef>,
+        limit: usize,
+    ) -> Result<Vec<serde_json::Value>, StateError> {
+        let suffix = table.map(|t| format!("#{t}"));
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :run)")
+            .expression_attribute_values(":pk", s(job_pk(job)))
+            .expression_attribute_values(":run", s("RUN#"))
+            .scan_index_forward(false)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| self.dynamo_error("Query", e))?;
+            for item in page.items() {
+                let sk = get_s(item, "sk").unwrap_or_default();
+                if suffix.as_ref().is_some_and(|x| !sk.ends_with(x.as_str())) {
+                    continue;
+                }
+                if let Some(doc) = get_s(item, "run").and_then(|t| serde_json::from_str(&t).ok()) {
+                    found.push(doc);
+                }
+                if found.len() >= limit {
+                    return Ok(found);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Every `TABLE#` item of the job: its JSON documents and its counters.
+    pub async fn table_items(&self, job: &str) -> Result<Vec<TableItem>, StateError> {
+        let items = self.job_items(job).await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| {
+                let sk = get_s(item, "sk")?;
+                let table = sk.strip_prefix("TABLE#")?.to_string();
+                let mut documents = std::collections::BTreeMap::new();
+                let mut counters = std::collections::BTreeMap::new();
+                for (k, v) in item {
+                    if let Ok(text) = v.as_s() {
+                        if let Ok(doc) = serde_json::from_str::<serde_json::Value>(text) {
+                            documents.insert(k.clone(), doc);
+                        }
+                    } else if let Some(count) = v.as_n().ok().and_then(|n| n.parse().ok()) {
+                        counters.insert(k.clone(), count);
+                    }
+                }
+                Some(TableItem {
+                    table,
+                    documents,
+                    counters,
+                })
+            })
+            .collect())
+    }
+
+    /// Like [`Store::put_table_document`], and adds `amount` to the number attribute
+    /// counter `(name, amount)` in the same write.
+    pub async fn put_table_document_counting(
+        &self,
+        job: &str,
+        table: &TableRef,
+        attribute: &str,
+        document: &serde_json::Value,
+        (counter, amount): (&str, u64),
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(table_sk(table)))
+            .update_expression("SET #doc = :doc, updated_at = :now ADD #counter :amount")
+            .expression_attribute_names("#doc", attribute)
+            .expression_attribute_names("#counter", counter)
+            .expression_attribute_values(":doc", s(document.to_string()))
+            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":amount", n(amount))
+            .send()
+            .await
+            .map_err(|e| self.dynamo_error("UpdateItem", e))?;
+        Ok(())
     }
 
     /// Removes attributes of the job's `TABLE#` item (no-op when absent).

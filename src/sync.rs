@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::config::{CopyMode, Job, Limits, Table, TableRef};
 use crate::error::{Error, Result};
+use crate::secrets::Role;
 use crate::setup::{Decisions, DECISIONS};
 use crate::source::extract::{extract_chunk, ExtractError};
 use crate::source::query::{self, Chunk, KeyColumn};
@@ -30,6 +31,8 @@ pub const MARK: &str = "mark";
 pub const LAST_RUN: &str = "last_run";
 pub const LAST_SUCCESS: &str = "last_success";
 pub const LAST_ERROR: &str = "last_error";
+/// The `TABLE#` item's running total of rows loaded (a number, added to by each run).
+pub const ROWS_TOTAL: &str = "rows_total";
 /// How long run history items live (their TTL).
 pub const RUN_HISTORY_DAYS: i64 = 30;
 
@@ -206,6 +209,13 @@ pub enum SyncError {
     Load(Box<LoadError>),
     #[error("table {table}: {message}")]
     Other { table: TableRef, message: String },
+    /// A database refused or failed: `at` names it (`source database host:port/db`).
+    #[error("table {table}: {at}: {reason}")]
+    Database {
+        table: TableRef,
+        at: String,
+        reason: String,
+    },
     #[error("table {table}: stopped at {step:?} of chunk {chunk}: {reason}")]
     Interrupted {
         table: TableRef,
@@ -213,6 +223,34 @@ pub enum SyncError {
         chunk: u64,
         reason: String,
     },
+}
+
+impl SyncError {
+    /// Names the database of a source or Redshift failure (`source database
+    /// 127.0.0.1:5432/shop`); other errors pass unchanged.
+    fn located(self, table: &TableRef, source_at: &str, destination_at: &str) -> SyncError {
+        match self {
+            SyncError::Extract { table, source } => match *source {
+                ExtractError::Source(reason) => SyncError::Database {
+                    table,
+                    at: source_at.to_string(),
+                    reason,
+                },
+                other => SyncError::Extract {
+                    table,
+                    source: Box::new(other),
+                },
+            },
+            SyncError::Load(e) if matches!(*e, LoadError::Statement { .. }) => {
+                SyncError::Database {
+                    table: table.clone(),
+                    at: destination_at.to_string(),
+                    reason: e.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -253,8 +291,16 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
             })
             .collect::<Result<_>>()?
     };
-    let source = crate::source::open(&app.source(job).await?).await?;
-    let redshift = crate::warehouse::open(&app.destination(job).await?).await?;
+    let source_db = app.source(job).await?;
+    let source = crate::source::open(&source_db).await?;
+    let destination_db = app.destination(job).await?;
+    let redshift = crate::warehouse::open(&destination_db).await?;
+    let source_at = format!("{} database {}", Role::Source, source_db.describe());
+    let destination_at = format!(
+        "{} database {}",
+        Role::Destination,
+        destination_db.describe()
+    );
     let ctx = Ctx {
         app,
         job,
@@ -268,8 +314,11 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     let mut outcomes = Vec::new();
     for table in tables {
         let now = Utc::now();
-        let result = ctx.run_table(table, now).await;
-        ctx.record(table, &result).await;
+        let result = ctx
+            .run_table(table, now)
+            .await
+            .map_err(|e| e.located(&table.source, &source_at, &destination_at));
+        ctx.record(table, now, &result).await;
         outcomes.push(Outcome {
             table: table.source.clone(),
             result,
@@ -884,9 +933,15 @@ impl Ctx<'_> {
     }
 
     /// Stores the table's last result (and error) for `status`.
-    async fn record(&self, table: &Table, result: &std::result::Result<Report, SyncError>) {
+    async fn record(
+        &self,
+        table: &Table,
+        started: DateTime<Utc>,
+        result: &std::result::Result<Report, SyncError>,
+    ) {
         let now = Utc::now();
-        let doc = match result {
+        let seconds = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
+        let mut doc = match result {
             Ok(r) => serde_json::json!({
                 "table": table.source, "run_id": self.options.run_id, "at": now.to_rfc3339(),
                 "ok": true, "report": r,
@@ -896,11 +951,21 @@ impl Ctx<'_> {
                 "ok": false, "error": e.to_string(),
             }),
         };
+        doc["started_at"] = started.to_rfc3339().into();
+        doc["seconds"] = seconds.into();
+        let rows = result.as_ref().map_or(0, |r| r.rows);
         let store = &self.app.store;
         let job = &self.job.name;
         let written = async {
             store
-                .put_table_document(job, &table.source, LAST_RUN, &doc, now)
+                .put_table_document_counting(
+                    job,
+                    &table.source,
+                    LAST_RUN,
+                    &doc,
+                    (ROWS_TOTAL, rows),
+                    now,
+                )
                 .await?;
             match result {
                 Ok(_) => {
@@ -947,7 +1012,7 @@ pub fn new_run_id(origin: &str) -> String {
 
 /// A timestamp as the source prints it in the pinned session (`2024-01-01
 /// 00:00:20.5+00`, or without zone for `timestamp` columns, read as UTC).
-fn parse_source_time(text: &str) -> Option<DateTime<Utc>> {
+pub fn parse_source_time(text: &str) -> Option<DateTime<Utc>> {
     let with_zone = format!("{text}:00");
     DateTime::parse_from_str(&with_zone, "%Y-%m-%d %H:%M:%S%.f%:z")
         .map(|t| t.with_timezone(&Utc))

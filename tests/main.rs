@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one shared local stack (see `tests/testkit`).
 
+mod errors;
 mod jobs;
 mod lambda;
 mod schedules;
@@ -7,6 +8,7 @@ mod secrets;
 mod setup;
 mod stack;
 mod stage;
+mod status;
 mod support;
 mod sync;
 mod tls;

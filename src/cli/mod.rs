@@ -4,8 +4,10 @@
 mod jobs;
 mod render;
 mod run;
+mod runs;
 mod schedules;
 mod setup;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +49,33 @@ enum Command {
     /// EventBridge schedules: one per enabled job.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Each table's health: mode, last success, lag against the source, rows, last
+    /// error, lease. Exits 1 when a table is failing, 2 when one lags more than
+    /// --max-lag.
+    Status(StatusArgs),
+    /// Recent runs of a job's tables, newest first (kept 30 days).
+    Runs(RunsArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// Only this job's tables. Default: every job.
+    job: Option<String>,
+    /// Exit 2 when a table's lag exceeds this: `90s`, `15m`, `2h`, `1d` or seconds.
+    #[arg(long, value_name = "DURATION", value_parser = crate::status::parse_duration)]
+    max_lag: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+struct RunsArgs {
+    /// The job's name.
+    job: String,
+    /// Only this table's runs (`schema.table`).
+    #[arg(long, value_name = "TABLE")]
+    table: Option<TableRef>,
+    /// At most this many runs.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+    limit: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +178,10 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
         }
         Command::Schedules(SchedulesCommand::Sync) => schedules::sync(&out).await,
         Command::Schedules(SchedulesCommand::List) => schedules::list(&out).await,
+        Command::Status(args) => status::run(&out, args.job.as_deref(), args.max_lag).await,
+        Command::Runs(args) => {
+            runs::run(&out, &args.job, args.table.as_ref(), args.limit as usize).await
+        }
         Command::Run(args) => {
             run::run(&out, &args.job, args.tables, args.from_scratch, args.force).await
         }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::app::App;
 use crate::config::{Job, TableRef};
 use crate::error::Result;
+use crate::secrets::Role;
 use crate::source::schema::{self, SchemaError};
 use crate::state::StateError;
 use crate::warehouse::{self, StatementError};
@@ -47,8 +48,46 @@ pub enum TableError {
     },
     #[error("table {table}: {source}")]
     State { table: TableRef, source: StateError },
+    /// A database refused or failed: `at` names it (`source database host:port/db`).
+    #[error("table {table}: {at}: {reason}")]
+    Database {
+        table: TableRef,
+        at: String,
+        reason: String,
+    },
     #[error("table {table}: its stored setup decisions are unreadable ({reason}); run `redshift-loader setup JOB --table {table} --rebuild`")]
     Decisions { table: TableRef, reason: String },
+}
+
+impl TableError {
+    /// Names the database of a source or Redshift failure; other errors pass unchanged.
+    fn located(self, source_at: &str, destination_at: &str) -> TableError {
+        match self {
+            TableError::Statement { table, source } => TableError::Database {
+                table,
+                at: destination_at.to_string(),
+                reason: source.to_string(),
+            },
+            TableError::Schema(
+                e @ (SchemaError::NoSuchTable { .. }
+                | SchemaError::NoPrivilege { .. }
+                | SchemaError::Catalog { .. }),
+            ) => {
+                let table = match &e {
+                    SchemaError::NoSuchTable { table }
+                    | SchemaError::NoPrivilege { table, .. }
+                    | SchemaError::Catalog { table, .. } => table.clone(),
+                    SchemaError::UnknownCastType { table, .. } => table.clone(),
+                };
+                TableError::Database {
+                    table,
+                    at: source_at.to_string(),
+                    reason: e.to_string(),
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// What happened to one table.
@@ -67,12 +106,22 @@ pub async fn run(
     now: DateTime<Utc>,
 ) -> Result<Vec<Outcome>> {
     let selected = select_tables(job, options)?;
-    let source = crate::source::open(&app.source(job).await?).await?;
-    let redshift = warehouse::open(&app.destination(job).await?).await?;
+    let source_db = app.source(job).await?;
+    let source = crate::source::open(&source_db).await?;
+    let destination_db = app.destination(job).await?;
+    let redshift = warehouse::open(&destination_db).await?;
+    let source_at = format!("{} database {}", Role::Source, source_db.describe());
+    let destination_at = format!(
+        "{} database {}",
+        Role::Destination,
+        destination_db.describe()
+    );
 
     let mut outcomes = Vec::new();
     for table in selected {
-        let result = setup_table(app, job, table, &source, &redshift, options, now).await;
+        let result = setup_table(app, job, table, &source, &redshift, options, now)
+            .await
+            .map_err(|e| e.located(&source_at, &destination_at));
         if !options.dry_run {
             record(app, job, &table.source, &result, now).await?;
         }

@@ -40,8 +40,12 @@ pub async fn extract_chunk(
     row_number: bool,
     mut upload: GzipUpload,
 ) -> Result<Extracted, ExtractError> {
-    let source_error =
-        |e: tokio_postgres::Error| ExtractError::Source(crate::connect::error_chain(&e));
+    let source_error = |e: tokio_postgres::Error| {
+        ExtractError::Source(crate::diagnose::explain_error(
+            crate::secrets::Role::Source,
+            &e,
+        ))
+    };
     let mut encoder = Encoder::new(loads, keep);
     if row_number {
         encoder = encoder.with_row_number();

@@ -25,14 +25,6 @@ pub async fn open(db: &DbConfig) -> Result<tokio_postgres::Client, ConnectError>
     client
         .batch_execute(SESSION_SETTINGS)
         .await
-        .map_err(|e| ConnectError::Connect {
-            role: Role::Source,
-            target: db.describe(),
-            reason: format!(
-                "setting up the session failed: {}",
-                connect::error_chain(&e)
-            ),
-            code: e.code().map(|c| c.code().to_string()),
-        })?;
+        .map_err(|e| connect::connect_error(Role::Source, &db.describe(), &e))?;
     Ok(client)
 }

@@ -95,8 +95,10 @@ impl SourceTable {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
-    #[error("source table {table} does not exist (or the loader's user cannot see it); check the table's `source` and the user's USAGE/SELECT grants")]
+    #[error("source table {table} does not exist — check the table's `source` in the job (schema and name, case included)")]
     NoSuchTable { table: TableRef },
+    #[error("source table {table}: permission denied for {what} — grant SELECT on the table and USAGE on its schema to the loader's user (see README: source user)")]
+    NoPrivilege { table: TableRef, what: String },
     #[error(
         "source table {table}: column_casts.{column}: PostgreSQL does not know the type {cast:?}"
     )]
@@ -162,11 +164,12 @@ pub async fn introspect(
 ) -> Result<SourceTable, SchemaError> {
     let catalog = |e: tokio_postgres::Error| SchemaError::Catalog {
         table: table.clone(),
-        reason: crate::connect::error_chain(&e),
+        reason: crate::diagnose::explain_error(crate::secrets::Role::Source, &e),
     };
     let rel = client
         .query_opt(
-            "SELECT c.oid, c.relkind::text FROM pg_class c \
+            "SELECT c.oid, c.relkind::text, has_schema_privilege(n.oid, 'USAGE'), \
+                    has_table_privilege(c.oid, 'SELECT') FROM pg_class c \
              JOIN pg_namespace n ON n.oid = c.relnamespace \
              WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r','p','v','m','f')",
             &[&table.schema, &table.name],
@@ -178,6 +181,19 @@ pub async fn introspect(
         })?;
     let oid: u32 = rel.get(0);
     let kind: String = rel.get(1);
+    // The catalog shows tables the user may not read; say so now rather than at the
+    // first run.
+    let denied = match (rel.get::<_, bool>(2), rel.get::<_, bool>(3)) {
+        (false, _) => Some(format!("schema {}", table.schema)),
+        (true, false) => Some(format!("table {table}")),
+        (true, true) => None,
+    };
+    if let Some(what) = denied {
+        return Err(SchemaError::NoPrivilege {
+            table: table.clone(),
+            what,
+        });
+    }
 
     let mut columns = Vec::new();
     for row in client.query(COLUMNS_SQL, &[&oid]).await.map_err(catalog)? {
@@ -260,7 +276,7 @@ async fn cast_type(
         .await
         .map_err(|e| SchemaError::Catalog {
             table: table.clone(),
-            reason: crate::connect::error_chain(&e),
+            reason: crate::diagnose::explain_error(crate::secrets::Role::Source, &e),
         })?
         .ok_or_else(unknown)?;
     let name: String = row.get(0);

@@ -135,7 +135,7 @@ async fn run(
                 .chars()
                 .take(80)
                 .collect(),
-            reason: crate::connect::error_chain(&e),
+            reason: crate::diagnose::explain_error(crate::secrets::Role::Destination, &e),
         })
 }
 

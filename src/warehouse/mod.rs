@@ -14,15 +14,7 @@ pub async fn open(db: &DbConfig) -> Result<tokio_postgres::Client, ConnectError>
     client
         .batch_execute("SET timezone TO 'UTC'")
         .await
-        .map_err(|e| ConnectError::Connect {
-            role: Role::Destination,
-            target: db.describe(),
-            reason: format!(
-                "setting up the session failed: {}",
-                connect::error_chain(&e)
-            ),
-            code: e.code().map(|c| c.code().to_string()),
-        })?;
+        .map_err(|e| connect::connect_error(Role::Destination, &db.describe(), &e))?;
     Ok(client)
 }
 
@@ -45,7 +37,7 @@ impl StatementError {
         };
         StatementError {
             statement,
-            reason: connect::error_chain(e),
+            reason: crate::diagnose::explain_error(Role::Destination, e),
             code: e.code().map(|c| c.code().to_string()),
         }
     }

@@ -618,7 +618,12 @@ impl Sess {
     /// Writes the failure into `stl_load_errors` on a connection of its own, so the row
     /// survives the client's rollback.
     async fn record_load_error(&mut self, table: &str, query: i64, f: &LoadFailure) -> Result<()> {
-        let (mut conn, greeting) = backend_session(&self.shared.cfg, &self.database).await?;
+        let (mut conn, greeting) = backend_session(
+            &self.shared.cfg,
+            &self.database,
+            &self.shared.cfg.backend_user,
+        )
+        .await?;
         if greeting.iter().any(|m| m.tag == b'E') {
             bail!("cannot open a session to record a load error");
         }

@@ -1,8 +1,8 @@
 //! The Redshift emulator: a PostgreSQL wire-protocol proxy in front of a PostgreSQL
 //! server that answers like Redshift for what the loader sends.
 //!
-//! Each client connection gets its own backend session (the client's database, the
-//! configured backend user, `TimeZone=UTC`, `standard_conforming_strings=off` as in
+//! Each client connection gets its own backend session (the client's database and user
+//! — the configured backend user when the client names none —, `TimeZone=UTC`, `standard_conforming_strings=off` as in
 //! Redshift). Messages are relayed as they are, except:
 //! - simple `Query` and extended `Parse` statements go through [`sql::plan`]: Redshift
 //!   DDL is rewritten into PostgreSQL DDL, PostgreSQL-only features are refused, and
@@ -100,18 +100,19 @@ impl RedshiftEmulator {
     }
 }
 
-/// Opens a backend session for `database` and reads it up to ReadyForQuery (or the
-/// error that ends it).
+/// Opens a backend session for `database` as `user` and reads it up to ReadyForQuery
+/// (or the error that ends it). The backend trusts loopback: no password is asked.
 async fn backend_session(
     cfg: &EmulatorConfig,
     database: &str,
+    user: &str,
 ) -> Result<(TcpStream, Vec<Message>)> {
     let mut backend = TcpStream::connect((cfg.backend_host.as_str(), cfg.backend_port))
         .await
         .context("connecting to the backend PostgreSQL")?;
     backend.set_nodelay(true)?;
     let params = [
-        ("user", cfg.backend_user.as_str()),
+        ("user", user),
         ("database", database),
         (
             "options",
@@ -168,7 +169,10 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
         .await?;
         return Ok(());
     }
-    let (backend, greeting) = backend_session(&shared.cfg, &database).await?;
+    // The client's user, so privileges behave as in Redshift (tests of "permission
+    // denied" connect as a user without them).
+    let user = get("user").unwrap_or_else(|| shared.cfg.backend_user.clone());
+    let (backend, greeting) = backend_session(&shared.cfg, &database, &user).await?;
     wire::write(&mut client, &greeting).await?;
     let pid = greeting
         .iter()

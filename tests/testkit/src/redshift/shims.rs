@@ -80,7 +80,7 @@ impl Installed {
         if installed.contains(database) {
             return Ok(());
         }
-        let (mut backend, greeting) = backend_session(cfg, database).await?;
+        let (mut backend, greeting) = backend_session(cfg, database, &cfg.backend_user).await?;
         if let Some(e) = greeting.iter().find(|m| m.tag == b'E') {
             // No such database, say: the client's own session will report it.
             tracing::debug!(error = ?wire::error_field(e, b'M'), "shims not installed");
