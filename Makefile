@@ -6,7 +6,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MOTO_VERSION := 5.2.5
 
-.PHONY: all deps test lint unit check-leftovers up demo
+.PHONY: all deps test lint unit check-leftovers up demo lambda
 
 all: test
 
@@ -37,3 +37,7 @@ up: deps
 ## The README's demo command: a real sync on the local stack (scripts/demo.sh).
 demo: deps
 	@scripts/demo.sh
+
+## The function's zip (cargo-lambda, release build) and its size.
+lambda:
+	@scripts/lambda.sh

@@ -70,6 +70,9 @@ pub struct Handler {
     pub app: App,
     pub timing: Timing,
     pub margin: Duration,
+    /// Print a CloudWatch EMF line per table run (inside Lambda, where CloudWatch Logs
+    /// reads stdout: `AWS_LAMBDA_FUNCTION_NAME` is set).
+    pub emit_metrics: bool,
 }
 
 impl Handler {
@@ -82,6 +85,7 @@ impl Handler {
             timing: Timing::from_lookup(&lookup),
             app,
             margin,
+            emit_metrics: lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
         }
     }
 
@@ -211,13 +215,18 @@ impl Handler {
             "tables": tables, "continuation": continued,
         });
         for o in &outcomes {
+            let m = o.measured(&job.name, &run_id);
             match &o.result {
                 Ok(r) => {
-                    tracing::info!(job = %job.name, table = %o.table, run_id, rows = r.rows, chunks = r.chunks, caught_up = r.caught_up, lag_seconds = ?r.lag_seconds, "table run")
+                    tracing::info!(job = %job.name, table = %o.table, run_id, rows = m.rows, bytes = m.bytes, seconds = m.seconds, rows_per_second = m.rows_per_second(), lag_seconds = m.lag_seconds, chunks = r.chunks, caught_up = r.caught_up, "table run")
                 }
                 Err(e) => {
-                    tracing::error!(job = %job.name, table = %o.table, run_id, error = %e, "table run failed")
+                    tracing::error!(job = %job.name, table = %o.table, run_id, seconds = m.seconds, error = %e, "table run failed")
                 }
+            }
+            if self.emit_metrics {
+                // Its own stdout line: CloudWatch Logs reads EMF only from a whole event.
+                println!("{}", m.emf(Utc::now().timestamp_millis()));
             }
         }
         if failed > 0 {

@@ -257,6 +257,25 @@ impl SyncError {
 pub struct Outcome {
     pub table: TableRef,
     pub result: std::result::Result<Report, SyncError>,
+    /// Wall time of the table's run.
+    pub seconds: f64,
+}
+
+impl Outcome {
+    /// The numbers of this run for logs and metrics.
+    pub fn measured<'a>(&'a self, job: &'a str, run_id: &'a str) -> crate::metrics::TableRun<'a> {
+        let report = self.result.as_ref().ok();
+        crate::metrics::TableRun {
+            job,
+            table: self.table.to_string(),
+            run_id,
+            rows: report.map_or(0, |r| r.rows),
+            bytes: report.map_or(0, |r| r.bytes_staged),
+            seconds: self.seconds,
+            lag_seconds: report.and_then(|r| r.lag_seconds),
+            failed: self.result.is_err(),
+        }
+    }
 }
 
 /// Runs the job's tables, one after the other; a table's failure is recorded and the
@@ -314,6 +333,7 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     let mut outcomes = Vec::new();
     for table in tables {
         let now = Utc::now();
+        let started = Instant::now();
         let result = ctx
             .run_table(table, now)
             .await
@@ -322,6 +342,7 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
         outcomes.push(Outcome {
             table: table.source.clone(),
             result,
+            seconds: started.elapsed().as_secs_f64(),
         });
     }
     Ok(outcomes)

@@ -202,3 +202,88 @@ async fn a_bad_event_names_the_problem() {
         .to_string();
     assert_eq!(err, "invalid event: missing field `job`");
 }
+
+/// The real binary under the Lambda Runtime API: it polls for events as it does in AWS,
+/// loads the table, and reports errors through the runtime's error route.
+#[tokio::test]
+async fn the_binary_serves_events_from_the_lambda_runtime_api() {
+    let w = World::new().await;
+    shop(&w, "  - source: public.orders\n").await;
+    let arn = format!(
+        "arn:aws:lambda:us-east-1:123456789012:function:{}",
+        w.function
+    );
+    let api = testkit::runtime::RuntimeApi::start(&arn).await.unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+        .env_clear()
+        .envs(w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &w.function)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
+        .env("LOADER_SETTLE_SECONDS", "0")
+        .kill_on_drop(true)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let out = api
+        .invoke(event("backfill.json"), Duration::from_secs(900))
+        .await
+        .unwrap();
+    let testkit::runtime::Outcome::Response(out) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(out["tables"][0]["report"]["rows"], 50, "{out}");
+    assert_eq!(warehouse_count(&w).await, 50);
+
+    // The same process serves the next event; a bad one comes back as an error.
+    let out = api
+        .invoke(
+            json!({"action": "run", "job": "nope"}),
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let testkit::runtime::Outcome::Error(doc) = out else {
+        panic!("{out:?}")
+    };
+    assert!(
+        doc["errorMessage"].as_str().unwrap_or("").contains("nope"),
+        "{doc}"
+    );
+    assert!(api.init_error().is_none());
+    child.kill().await.unwrap();
+
+    // Logs are JSON lines with job, table and run id; each table run also printed its
+    // CloudWatch embedded-metric-format line.
+    let out = child.wait_with_output().await.unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let emf = lines
+        .iter()
+        .find(|l| l.get("_aws").is_some())
+        .unwrap_or_else(|| panic!("no EMF line in {lines:?}"));
+    assert_eq!(emf["Job"], "shop");
+    assert_eq!(emf["Table"], "public.orders");
+    assert_eq!(emf["RowsLoaded"], 50);
+    assert_eq!(emf["Failures"], 0);
+    assert_eq!(
+        emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "RedshiftLoader"
+    );
+    let summary = lines
+        .iter()
+        .find(|l| l["message"] == "table run")
+        .unwrap_or_else(|| panic!("no summary line in {lines:?}"));
+    assert_eq!(summary["rows"], 50, "{summary}");
+    assert_eq!(summary["table"], "public.orders");
+    assert!(summary["run_id"].as_str().unwrap().starts_with("lambda-"));
+    assert!(summary["rows_per_second"].as_f64().is_some(), "{summary}");
+}

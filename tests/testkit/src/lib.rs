@@ -18,4 +18,5 @@ pub mod moto;
 pub mod pg;
 pub mod process;
 pub mod redshift;
+pub mod runtime;
 pub mod stack;

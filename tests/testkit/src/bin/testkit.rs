@@ -3,6 +3,11 @@
 //!
 //! Usage:
 //!   testkit up [--env-file PATH]
+//!   testkit invoke EVENT.json [--timeout SECONDS] -- BINARY
+//!
+//! `invoke` runs BINARY (the loader's `bootstrap`) as Lambda does: under a Lambda Runtime
+//! API served here, with this shell's environment (the `export` lines of `testkit up`),
+//! hands it the event and prints what it answered.
 //!
 //! The `export` lines go to standard output (and to PATH when given, written once every
 //! server answers, so a script can wait for the file); logs go to standard error. Stops
@@ -30,6 +35,17 @@ enum Command {
         #[arg(long)]
         env_file: Option<std::path::PathBuf>,
     },
+    /// Run a Lambda binary under a local Runtime API and hand it one event.
+    Invoke {
+        /// The event (JSON file), e.g. events/backfill.json.
+        event: std::path::PathBuf,
+        /// The invocation's time limit (the function sees its deadline).
+        #[arg(long, default_value_t = 900)]
+        timeout: u64,
+        /// The binary to run, e.g. target/debug/redshift-loader.
+        #[arg(last = true, required = true)]
+        binary: std::path::PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -43,10 +59,50 @@ async fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up { env_file } => up(env_file).await,
+        Command::Invoke {
+            event,
+            timeout,
+            binary,
+        } => invoke(&event, timeout, &binary).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+async fn invoke(event: &std::path::Path, timeout: u64, binary: &std::path::Path) -> Result<()> {
+    use testkit::runtime::{Outcome, RuntimeApi};
+    let payload: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?,
+    )
+    .with_context(|| format!("{} is not JSON", event.display()))?;
+    let name = std::env::var("LOADER_FUNCTION_NAME").unwrap_or_else(|_| "redshift-loader".into());
+    let api = RuntimeApi::start(&format!(
+        "arn:aws:lambda:us-east-1:123456789012:function:{name}"
+    ))
+    .await?;
+    let mut child = tokio::process::Command::new(binary)
+        .env("AWS_LAMBDA_RUNTIME_API", api.address())
+        .env("AWS_LAMBDA_FUNCTION_NAME", &name)
+        .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+        .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let outcome = tokio::select! {
+        o = api.invoke(payload, std::time::Duration::from_secs(timeout)) => o?,
+        status = child.wait() => anyhow::bail!("{} exited before answering: {}", binary.display(), status?),
+    };
+    child.kill().await.ok();
+    match outcome {
+        Outcome::Response(v) => {
+            println!("{}", serde_json::to_string_pretty(&v)?);
+            Ok(())
+        }
+        Outcome::Error(v) => anyhow::bail!("the function failed: {v}"),
     }
 }
 
