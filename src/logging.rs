@@ -25,8 +25,11 @@ pub fn init(in_lambda: bool) {
     // tokio-postgres logs server NOTICEs (`schema already exists, skipping`) at info.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
+    // Colours only for a person at a terminal, never into files, pipes or CloudWatch.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     let _ = match format {
         Format::Json => builder

@@ -3,6 +3,7 @@
 mod errors;
 mod jobs;
 mod lambda;
+mod progress;
 mod schedules;
 mod secrets;
 mod setup;

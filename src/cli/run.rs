@@ -27,7 +27,7 @@ pub async fn run(
         run_id: sync::new_run_id("cli"),
         deadline: None,
         continuation: false,
-        observer: Some(std::sync::Arc::new(LogProgress)),
+        observer: Some(progress()),
     };
     let mut outcomes: Vec<sync::Outcome> = Vec::new();
     loop {
@@ -113,6 +113,7 @@ pub async fn run(
 
 /// Adds a later round's result for a table to its earlier ones.
 fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
+    previous.seconds += next.seconds;
     match (&mut previous.result, next.result) {
         (Ok(a), Ok(b)) => {
             a.rows += b.rows;
@@ -124,6 +125,73 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
             a.caught_up = b.caught_up;
         }
         (_, failed) => previous.result = failed,
+    }
+}
+
+/// Progress bars when standard error is a terminal, else one log line per chunk.
+fn progress() -> std::sync::Arc<dyn sync::Observer> {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        std::sync::Arc::new(Bars::default())
+    } else {
+        std::sync::Arc::new(LogProgress)
+    }
+}
+
+/// One bar per table: rows loaded, chunks, rate, elapsed time.
+#[derive(Default)]
+struct Bars {
+    all: indicatif::MultiProgress,
+    bars: std::sync::Mutex<Vec<(TableRef, indicatif::ProgressBar)>>,
+}
+
+impl Bars {
+    fn bar(&self, table: &TableRef) -> indicatif::ProgressBar {
+        let mut bars = self.bars.lock().expect("progress lock");
+        if let Some((_, b)) = bars.iter().find(|(t, _)| t == table) {
+            return b.clone();
+        }
+        let b = self.all.add(indicatif::ProgressBar::no_length());
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {prefix:30} {human_pos:>12} rows  {per_sec:>14}  {elapsed}  {msg}",
+            )
+            .expect("valid template"),
+        );
+        b.set_prefix(table.to_string());
+        b.enable_steady_tick(std::time::Duration::from_millis(200));
+        bars.push((table.clone(), b.clone()));
+        b
+    }
+}
+
+impl sync::Observer for Bars {
+    fn step(
+        &self,
+        table: &TableRef,
+        step: sync::Step,
+        chunk: u64,
+        rows: u64,
+    ) -> Result<(), String> {
+        let bar = self.bar(table);
+        match step {
+            sync::Step::Extracted => bar.set_message(format!("chunk {chunk}: staged")),
+            sync::Step::Copied => bar.set_message(format!("chunk {chunk}: merging")),
+            sync::Step::Committed => {
+                bar.inc(rows);
+                bar.set_message(format!("chunk {chunk}: committed"));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Bars {
+    fn drop(&mut self) {
+        for (_, b) in self.bars.lock().expect("progress lock").iter() {
+            b.finish_with_message("done");
+        }
     }
 }
 
