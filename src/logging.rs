@@ -19,12 +19,23 @@ pub fn format_from(log_format: Option<&str>, in_lambda: bool) -> Format {
     }
 }
 
+/// Whether the CLI draws progress bars: standard error is a terminal.
+pub fn progress_bars() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
+}
+
 /// Installs the global subscriber, writing to standard error.
 pub fn init(in_lambda: bool) {
     let format = format_from(std::env::var("LOG_FORMAT").ok().as_deref(), in_lambda);
     // tokio-postgres logs server NOTICEs (`schema already exists, skipping`) at info.
+    // With progress bars on screen, the engine's per-chunk lines would only scroll them.
+    let quiet = if !in_lambda && progress_bars() {
+        ",redshift_loader::sync=warn"
+    } else {
+        ""
+    };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
+        .unwrap_or_else(|_| EnvFilter::new(format!("info,tokio_postgres=warn{quiet}")));
     // Colours only for a person at a terminal, never into files, pipes or CloudWatch.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()

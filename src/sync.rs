@@ -8,6 +8,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -334,8 +336,11 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     for table in tables {
         let now = Utc::now();
         let started = Instant::now();
+        // Every log line of the table's run carries job, table and run id.
+        let span = tracing::info_span!("table_run", job = %job.name, table = %table.source, run_id = %options.run_id);
         let result = ctx
             .run_table(table, now)
+            .instrument(span)
             .await
             .map_err(|e| e.located(&table.source, &source_at, &destination_at));
         ctx.record(table, now, &result).await;
@@ -854,6 +859,10 @@ impl Ctx<'_> {
         chunk: u64,
         rows: u64,
     ) -> std::result::Result<(), SyncError> {
+        if step == Step::Committed {
+            // Inside the table's span: the line names job, table and run.
+            tracing::info!(chunk, rows, "chunk loaded");
+        }
         match &self.options.observer {
             None => Ok(()),
             Some(o) => o

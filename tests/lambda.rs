@@ -278,6 +278,13 @@ async fn the_binary_serves_events_from_the_lambda_runtime_api() {
         emf["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "RedshiftLoader"
     );
+    let chunk = lines
+        .iter()
+        .find(|l| l["message"] == "chunk loaded")
+        .unwrap_or_else(|| panic!("no chunk line in {lines:?}"));
+    assert_eq!(chunk["span"]["job"], "shop", "{chunk}");
+    assert_eq!(chunk["span"]["table"], "public.orders", "{chunk}");
+    assert_eq!(chunk["span"]["run_id"], emf["RunId"], "{chunk}");
     let summary = lines
         .iter()
         .find(|l| l["message"] == "table run")

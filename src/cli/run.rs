@@ -27,7 +27,7 @@ pub async fn run(
         run_id: sync::new_run_id("cli"),
         deadline: None,
         continuation: false,
-        observer: Some(progress()),
+        observer: progress(),
     };
     let mut outcomes: Vec<sync::Outcome> = Vec::new();
     loop {
@@ -128,14 +128,10 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
     }
 }
 
-/// Progress bars when standard error is a terminal, else one log line per chunk.
-fn progress() -> std::sync::Arc<dyn sync::Observer> {
-    use std::io::IsTerminal;
-    if std::io::stderr().is_terminal() {
-        std::sync::Arc::new(Bars::default())
-    } else {
-        std::sync::Arc::new(LogProgress)
-    }
+/// Progress bars when standard error is a terminal; otherwise the engine's own
+/// `chunk loaded` log lines say how a run moves.
+fn progress() -> Option<std::sync::Arc<dyn sync::Observer>> {
+    crate::logging::progress_bars().then(|| std::sync::Arc::new(Bars::default()) as _)
 }
 
 /// One bar per table: rows loaded, chunks, rate, elapsed time.
@@ -192,23 +188,5 @@ impl Drop for Bars {
         for (_, b) in self.bars.lock().expect("progress lock").iter() {
             b.finish_with_message("done");
         }
-    }
-}
-
-/// One log line per committed chunk, so a long run shows it is moving.
-struct LogProgress;
-
-impl sync::Observer for LogProgress {
-    fn step(
-        &self,
-        table: &TableRef,
-        step: sync::Step,
-        chunk: u64,
-        rows: u64,
-    ) -> Result<(), String> {
-        if step == sync::Step::Committed {
-            tracing::info!(%table, chunk, rows, "chunk loaded");
-        }
-        Ok(())
     }
 }
