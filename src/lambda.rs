@@ -99,23 +99,7 @@ impl Handler {
     }
 
     async fn sync_schedules(&self) -> Result<Value> {
-        let jobs: Vec<Job> = self
-            .app
-            .store
-            .list_jobs()
-            .await?
-            .into_iter()
-            .map(|s| s.job)
-            .collect();
-        let scheduler = crate::scheduler::Scheduler::new(
-            self.app.clients.scheduler.clone(),
-            &self.app.settings,
-        )
-        .map_err(|e| Error::Failed(e.to_string()))?;
-        let changes = scheduler
-            .sync(&jobs)
-            .await
-            .map_err(|e| Error::Failed(e.to_string()))?;
+        let changes = crate::scheduler::Scheduler::sync_stored(&self.app).await?;
         let list: Vec<Value> = changes.iter().map(change_json).collect();
         let summary = Value::Array(list.clone());
         tracing::info!(changes = %summary, "schedules synced");

@@ -250,6 +250,24 @@ impl Scheduler {
         Ok(changes)
     }
 
+    /// Makes the group match the jobs stored in DynamoDB (`schedules sync`, and the
+    /// `sync_schedules` event).
+    pub async fn sync_stored(app: &crate::app::App) -> crate::Result<Vec<Change>> {
+        let jobs: Vec<Job> = app
+            .store
+            .list_jobs()
+            .await?
+            .into_iter()
+            .map(|s| s.job)
+            .collect();
+        let failed = |e: SchedulerError| crate::Error::Failed(e.to_string());
+        Scheduler::new(app.clients.scheduler.clone(), &app.settings)
+            .map_err(failed)?
+            .sync(&jobs)
+            .await
+            .map_err(failed)
+    }
+
     fn target(&self, d: &Desired) -> Result<Target, SchedulerError> {
         Target::builder()
             .arn(&self.function_arn)

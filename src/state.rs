@@ -333,7 +333,23 @@ impl Store {
         document: &serde_json::Value,
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
-        self.client
+        self.update_table_document(job, table, attribute, document, None, now)
+            .await
+    }
+
+    /// One UpdateItem: `attribute` set to `document`, and, when given, `amount` added to
+    /// the number attribute `counter`.
+    async fn update_table_document(
+        &self,
+        job: &str,
+        table: &TableRef,
+        attribute: &str,
+        document: &serde_json::Value,
+        counter: Option<(&str, u64)>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let mut update = self
+            .client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(job_pk(job)))
@@ -341,7 +357,14 @@ impl Store {
             .update_expression("SET #doc = :doc, updated_at = :now")
             .expression_attribute_names("#doc", attribute)
             .expression_attribute_values(":doc", s(document.to_string()))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
+            .expression_attribute_values(":now", s(now.to_rfc3339()));
+        if let Some((counter, amount)) = counter {
+            update = update
+                .update_expression("SET #doc = :doc, updated_at = :now ADD #counter :amount")
+                .expression_attribute_names("#counter", counter)
+                .expression_attribute_values(":amount", n(amount));
+        }
+        update
             .send()
             .await
             .map_err(|e| self.dynamo_error("UpdateItem", e))?;
@@ -600,24 +623,11 @@ impl Store {
         table: &TableRef,
         attribute: &str,
         document: &serde_json::Value,
-        (counter, amount): (&str, u64),
+        counter: (&str, u64),
         now: DateTime<Utc>,
     ) -> Result<(), StateError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(job_pk(job)))
-            .key("sk", s(table_sk(table)))
-            .update_expression("SET #doc = :doc, updated_at = :now ADD #counter :amount")
-            .expression_attribute_names("#doc", attribute)
-            .expression_attribute_names("#counter", counter)
-            .expression_attribute_values(":doc", s(document.to_string()))
-            .expression_attribute_values(":now", s(now.to_rfc3339()))
-            .expression_attribute_values(":amount", n(amount))
-            .send()
+        self.update_table_document(job, table, attribute, document, Some(counter), now)
             .await
-            .map_err(|e| self.dynamo_error("UpdateItem", e))?;
-        Ok(())
     }
 
     /// Removes attributes of the job's `TABLE#` item (no-op when absent).

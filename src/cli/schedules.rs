@@ -14,17 +14,7 @@ fn scheduler(app: &App) -> crate::Result<Scheduler> {
 
 pub async fn sync(out: &Output) -> crate::Result<ExitCode> {
     let app = App::from_env().await?;
-    let jobs: Vec<_> = app
-        .store
-        .list_jobs()
-        .await?
-        .into_iter()
-        .map(|s| s.job)
-        .collect();
-    let changes = scheduler(&app)?
-        .sync(&jobs)
-        .await
-        .map_err(|e| Error::Failed(e.to_string()))?;
+    let changes = Scheduler::sync_stored(&app).await?;
     if out.json {
         out.print_json(&serde_json::Value::Array(
             changes.iter().map(crate::lambda::change_json).collect(),
