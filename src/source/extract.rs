@@ -5,7 +5,7 @@
 use futures_util::StreamExt;
 
 use crate::encode::{EncodeError, EncodeStats, Encoder};
-use crate::stage::upload::{GzipUpload, UploadError, Uploaded};
+use crate::stage::upload::{GzipUpload, PartSink, UploadError, Uploaded};
 use crate::warehouse::types::Load;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +32,13 @@ pub struct Extracted {
 /// `loads` has one entry per column; `keep` names the cursor columns to remember;
 /// `row_number` appends each row's position in the chunk as a last column. On error the
 /// upload is aborted.
-pub async fn extract_chunk(
+pub async fn extract_chunk<S: PartSink>(
     source: &tokio_postgres::Client,
     copy_sql: &str,
     loads: Vec<Load>,
     keep: Vec<usize>,
     row_number: bool,
-    mut upload: GzipUpload,
+    mut upload: GzipUpload<S>,
 ) -> Result<Extracted, ExtractError> {
     let source_error =
         |e: tokio_postgres::Error| ExtractError::Source(crate::connect::error_chain(&e));
