@@ -50,7 +50,7 @@ SELECT i,
        ELSE jsonb_build_object('id', i, 'tags', jsonb_build_array('a', 'b "c"'),
                                'score', (i % 1000) / 10.0, 'name', 'Zoë ' || (i % 100))
   END
-FROM generate_series(1, {rows}) i;
+FROM generate_series(1::bigint, {rows}) i;
 CREATE INDEX ON {name} (updated_at, id);"#
     )
 }

@@ -26,7 +26,8 @@ use redshift_loader::config::{Format, Job, TableRef};
 use redshift_loader::setup::{self, Decisions, DECISIONS};
 use redshift_loader::source::extract::extract_chunk;
 use redshift_loader::source::query::{self, Chunk, KeyColumn};
-use redshift_loader::stage::upload::{GzipUpload, NullSink};
+use redshift_loader::stage::sink::NullSink;
+use redshift_loader::stage::upload::GzipUpload;
 use redshift_loader::warehouse::types::Load;
 use testkit::stack::{EnvNames, Stack};
 

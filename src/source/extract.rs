@@ -1,11 +1,12 @@
 //! One chunk out of the source: `COPY (SELECT ...) TO STDOUT` in a REPEATABLE READ READ
 //! ONLY transaction, streamed through the encoder into a gzip upload. Bytes flow
-//! through; nothing holds the chunk.
+//! through in blocks of whole rows, which the upload compresses and stores while the
+//! next block is read and encoded; nothing holds the chunk.
 
 use futures_util::StreamExt;
 
 use crate::encode::{EncodeError, EncodeStats, Encoder};
-use crate::stage::upload::{GzipUpload, PartSink, UploadError, Uploaded};
+use crate::stage::upload::{GzipUpload, UploadError, Uploaded};
 use crate::warehouse::types::Load;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,13 +33,13 @@ pub struct Extracted {
 /// `loads` has one entry per column; `keep` names the cursor columns to remember;
 /// `row_number` appends each row's position in the chunk as a last column. On error the
 /// upload is aborted.
-pub async fn extract_chunk<S: PartSink>(
+pub async fn extract_chunk(
     source: &tokio_postgres::Client,
     copy_sql: &str,
     loads: Vec<Load>,
     keep: Vec<usize>,
     row_number: bool,
-    mut upload: GzipUpload<S>,
+    mut upload: GzipUpload,
 ) -> Result<Extracted, ExtractError> {
     let source_error =
         |e: tokio_postgres::Error| ExtractError::Source(crate::connect::error_chain(&e));
@@ -53,17 +54,21 @@ pub async fn extract_chunk<S: PartSink>(
             .map_err(source_error)?;
         let stream = source.copy_out(copy_sql).await.map_err(source_error)?;
         futures_util::pin_mut!(stream);
-        let mut out = Vec::with_capacity(256 * 1024);
+        let block_bytes = upload.block_bytes();
+        // Room for one more row past the block size, so a block rarely regrows.
+        let new_block = || Vec::with_capacity(block_bytes + 64 * 1024);
+        let mut block = new_block();
         while let Some(bytes) = stream.next().await {
             let bytes = bytes.map_err(source_error)?;
-            encoder.feed(&bytes, &mut out)?;
-            if out.len() >= 128 * 1024 {
-                upload.write(&out).await?;
-                out.clear();
+            encoder.feed(&bytes, &mut block)?;
+            if block.len() >= block_bytes && encoder.at_row_start() {
+                upload
+                    .write_rows(std::mem::replace(&mut block, new_block()))
+                    .await?;
             }
         }
-        encoder.finish(&mut out)?;
-        upload.write(&out).await?;
+        encoder.finish(&mut block)?;
+        upload.write_rows(block).await?;
         source.batch_execute("COMMIT").await.map_err(source_error)?;
         Ok(())
     }
@@ -75,7 +80,7 @@ pub async fn extract_chunk<S: PartSink>(
     }
     let stats = encoder.stats().clone();
     let last = if stats.rows > 0 {
-        encoder.last_kept().to_vec()
+        encoder.last_kept()
     } else {
         Vec::new()
     };
