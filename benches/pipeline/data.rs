@@ -43,7 +43,7 @@ SELECT i,
   CASE WHEN i % 5 = 4 THEN NULL ELSE 'SKU-' || (i % 9973) || CASE WHEN i % 3 = 0 THEN '-ü' ELSE '' END END,
   CASE WHEN i % 5 = 0 THEN NULL
        ELSE 'Order ' || i || ' for "Zoë Ångström", Straße ' || (i % 300) || ': '
-            || repeat('naïve café, lorem ipsum dolor sit amet; ', 2 + (i % 6)) || '😀 ✓'
+            || repeat('naïve café, lorem ipsum dolor sit amet; ', (2 + i % 6)::int) || '😀 ✓'
   END,
   CASE WHEN i % 5 = 1 THEN NULL ELSE i % 2 = 0 END,
   CASE WHEN i % 5 = 2 THEN NULL

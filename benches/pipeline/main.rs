@@ -101,11 +101,15 @@ async fn main() -> Result<()> {
     eprintln!("  source CSV: {:.1} MB", source_bytes as f64 / 1e6);
 
     step("baseline: psql COPY | gzip -1 > /dev/null, and psql COPY > /dev/null");
-    let mut gz = Vec::new();
-    let mut raw = Vec::new();
+    let (mut gz, mut gz_cpu) = (Vec::new(), Vec::new());
+    let (mut raw, mut raw_cpu) = (Vec::new(), Vec::new());
     for _ in 0..opts.reps {
-        gz.push(bench.psql_copy(&extract.sql, true).await?);
-        raw.push(bench.psql_copy(&extract.sql, false).await?);
+        let (seconds, cpu) = bench.psql_copy(&extract.sql, true).await?;
+        gz.push(seconds);
+        gz_cpu.push(cpu);
+        let (seconds, cpu) = bench.psql_copy(&extract.sql, false).await?;
+        raw.push(seconds);
+        raw_cpu.push(cpu);
     }
     measures.push(Measure::new(
         "baseline_gzip",
@@ -113,43 +117,56 @@ async fn main() -> Result<()> {
         opts.rows,
         source_bytes,
         gz,
-    ));
-    measures.push(Measure::new(
-        "baseline_raw",
-        "the same psql COPY > /dev/null (no compression)",
-        opts.rows,
-        source_bytes,
-        raw,
-    ));
+    )
+    .with_cpu(gz_cpu));
+    measures.push(
+        Measure::new(
+            "baseline_raw",
+            "the same psql COPY > /dev/null (no compression)",
+            opts.rows,
+            source_bytes,
+            raw,
+        )
+        .with_cpu(raw_cpu),
+    );
 
     step("ours: extract + encode + compress to a null sink, and to S3 (moto)");
-    let mut null = Vec::new();
-    let mut s3 = Vec::new();
+    let (mut null, mut null_cpu) = (Vec::new(), Vec::new());
+    let (mut s3, mut s3_cpu) = (Vec::new(), Vec::new());
     let mut staged = 0;
     for rep in 0..opts.reps {
-        null.push(bench.ours(&extract, None, opts.rows).await?.0);
+        let (seconds, cpu, _) = bench.ours(&extract, None, opts.rows).await?;
+        null.push(seconds);
+        null_cpu.push(cpu);
         let key = format!("bench/ours-s3-{rep}.csv.gz");
-        let (seconds, bytes) = bench.ours(&extract, Some(&key), opts.rows).await?;
+        let (seconds, cpu, bytes) = bench.ours(&extract, Some(&key), opts.rows).await?;
         s3.push(seconds);
+        s3_cpu.push(cpu);
         staged = bytes;
     }
-    measures.push(Measure::new(
-        "ours_null",
-        "extract_chunk (whole table, one stream) → encoder → gzip → null sink, in process",
-        opts.rows,
-        source_bytes,
-        null,
-    ));
-    measures.push(Measure::new(
-        "ours_s3",
-        "the same into one S3 object (moto) by multipart upload, 8 MiB parts",
-        opts.rows,
-        source_bytes,
-        s3,
-    ));
+    measures.push(
+        Measure::new(
+            "ours_null",
+            "extract_chunk (whole table, one stream) → encoder → gzip → null sink, in process",
+            opts.rows,
+            source_bytes,
+            null,
+        )
+        .with_cpu(null_cpu),
+    );
+    measures.push(
+        Measure::new(
+            "ours_s3",
+            "the same into one S3 object (moto) by multipart upload, 8 MiB parts",
+            opts.rows,
+            source_bytes,
+            s3,
+        )
+        .with_cpu(s3_cpu),
+    );
 
     step("ours, end to end: redshift-loader run (initial load into the emulator)");
-    let mut e2e = Vec::new();
+    let (mut e2e, mut e2e_cpu) = (Vec::new(), Vec::new());
     let mut rss = Vec::new();
     for rep in 1..=opts.reps {
         let (job, schema) = (format!("e2e{rep}"), format!("e2e_{rep}"));
@@ -162,6 +179,7 @@ async fn main() -> Result<()> {
             run.seconds, run.peak_rss_mib
         );
         e2e.push(run.seconds);
+        e2e_cpu.push(run.cpu_seconds);
         rss.push(run.peak_rss_mib);
         verified.push(bench.verify("big", &schema, &big_sum).await?);
         if rep > 1 {
@@ -176,6 +194,7 @@ async fn main() -> Result<()> {
             source_bytes,
             e2e,
         )
+        .with_cpu(e2e_cpu)
         .with_rss(rss),
     );
 
@@ -188,11 +207,13 @@ async fn main() -> Result<()> {
     let mut inc_big = Vec::new();
     let mut inc_small = Vec::new();
     let (mut rss_big, mut rss_small) = (Vec::new(), Vec::new());
+    let (mut cpu_big, mut cpu_small) = (Vec::new(), Vec::new());
     for round in 0..opts.reps as u64 {
         src.batch_execute(&data::update_rows("big", opts.rows, opts.changed, round))
             .await?;
         let run = bench.run("e2e1").await?;
         inc_big.push(run.seconds);
+        cpu_big.push(run.cpu_seconds);
         rss_big.push(run.peak_rss_mib);
         src.batch_execute(&data::update_rows(
             "small",
@@ -203,6 +224,7 @@ async fn main() -> Result<()> {
         .await?;
         let run = bench.run("small").await?;
         inc_small.push(run.seconds);
+        cpu_small.push(run.cpu_seconds);
         rss_small.push(run.peak_rss_mib);
     }
     let big_sum = bench.source_checksum("big").await?;
@@ -220,6 +242,7 @@ async fn main() -> Result<()> {
             0,
             inc_big,
         )
+        .with_cpu(cpu_big)
         .with_rss(rss_big),
     );
     measures.push(
@@ -230,6 +253,7 @@ async fn main() -> Result<()> {
             0,
             inc_small,
         )
+        .with_cpu(cpu_small)
         .with_rss(rss_small),
     );
 
@@ -256,6 +280,7 @@ async fn main() -> Result<()> {
                 0,
                 vec![run.seconds],
             )
+            .with_cpu(vec![run.cpu_seconds])
             .with_rss(vec![run.peak_rss_mib]),
         );
     }
@@ -496,12 +521,14 @@ impl Bench {
     }
 
     /// The single-stream limit: psql's COPY, through `gzip -1` or not, into /dev/null.
-    async fn psql_copy(&self, sql: &str, gzip: bool) -> Result<f64> {
+    /// Returns the seconds and the CPU seconds of psql (and gzip).
+    async fn psql_copy(&self, sql: &str, gzip: bool) -> Result<(f64, f64)> {
         let sink = if gzip {
             "| gzip -1 > /dev/null"
         } else {
             "> /dev/null"
         };
+        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_CHILDREN));
         let started = Instant::now();
         let status = tokio::process::Command::new("bash")
             .arg("-c")
@@ -519,15 +546,18 @@ impl Bench {
             .stdin(Stdio::null())
             .status()
             .await?;
+        let seconds = started.elapsed().as_secs_f64();
         ensure!(status.success(), "psql COPY failed: {status}");
-        Ok(started.elapsed().as_secs_f64())
+        let cpu = child::cpu_seconds(&child::usage(libc::RUSAGE_CHILDREN)) - cpu_before;
+        Ok((seconds, cpu))
     }
 
     /// Our extract of the whole table into a null sink (`key` None) or into S3; returns
-    /// the seconds and the compressed bytes.
-    async fn ours(&self, e: &Extract, key: Option<&str>, rows: u64) -> Result<(f64, u64)> {
+    /// the seconds, this process's CPU seconds and the compressed bytes.
+    async fn ours(&self, e: &Extract, key: Option<&str>, rows: u64) -> Result<(f64, f64, u64)> {
         let session = self.session().await?;
         let s3 = &self.app.clients.s3;
+        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF));
         let started = Instant::now();
         let out = match key {
             None => {
@@ -556,6 +586,7 @@ impl Bench {
             }
         };
         let seconds = started.elapsed().as_secs_f64();
+        let cpu = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF)) - cpu_before;
         ensure!(
             out.stats.rows == rows,
             "extracted {} rows, expected {rows}",
@@ -580,7 +611,7 @@ impl Bench {
                 .send()
                 .await?;
         }
-        Ok((seconds, out.uploaded.bytes))
+        Ok((seconds, cpu, out.uploaded.bytes))
     }
 }
 

@@ -21,6 +21,10 @@ pub struct Measure {
     pub ratio_to_baseline: Option<f64>,
     /// Median peak RSS of our process, when it ran as its own process.
     pub peak_rss_mib: Option<f64>,
+    /// CPU seconds (user + system) of the measured process(es), per repetition: ours
+    /// in process, the CLI child, or psql + gzip for the baselines (not PostgreSQL's).
+    pub cpu_seconds: Vec<f64>,
+    pub median_cpu_seconds: Option<f64>,
 }
 
 impl Measure {
@@ -44,7 +48,17 @@ impl Measure {
             seconds,
             ratio_to_baseline: None,
             peak_rss_mib: None,
+            cpu_seconds: Vec::new(),
+            median_cpu_seconds: None,
         }
+    }
+
+    pub fn with_cpu(mut self, cpu: Vec<f64>) -> Measure {
+        if !cpu.is_empty() {
+            self.median_cpu_seconds = Some(median(&cpu));
+        }
+        self.cpu_seconds = cpu;
+        self
     }
 
     pub fn with_rss(mut self, rss: Vec<f64>) -> Measure {
@@ -114,6 +128,7 @@ pub fn table(results: &Results) -> String {
         "rows/s",
         "MB/s (source CSV)",
         "× baseline",
+        "CPU s (ours)",
         "peak RSS MiB",
     ]);
     let opt = |v: Option<f64>, digits: usize| match v {
@@ -128,6 +143,7 @@ pub fn table(results: &Results) -> String {
             format!("{:.0}", m.rows_per_second),
             format!("{:.1}", m.mb_per_second),
             opt(m.ratio_to_baseline, 2),
+            opt(m.median_cpu_seconds, 2),
             opt(m.peak_rss_mib, 1),
         ]);
     }
