@@ -46,6 +46,11 @@ struct Opts {
     /// Rows of the second peak-RSS load (default 4 × --rows; 0 skips it).
     #[arg(long)]
     rss_rows: Option<u64>,
+    /// IMPORT_CHUNK_SIZE of the larger load: memory does not depend on it (chunks
+    /// stream), but the emulator's merge into a growing table costs rows × chunks, so
+    /// large chunks keep that run short.
+    #[arg(long, default_value_t = 1_000_000)]
+    rss_chunk_size: u64,
     /// Rows changed before each incremental run.
     #[arg(long, default_value_t = 1_000)]
     changed: u64,
@@ -67,7 +72,7 @@ struct Opts {
 }
 
 /// The part size production uses (sync.rs).
-const PART_BYTES: usize = 8 << 20;
+const PART_BYTES: usize = redshift_loader::stage::upload::MIN_PART_BYTES;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -157,7 +162,7 @@ async fn main() -> Result<()> {
     measures.push(
         Measure::new(
             "ours_s3",
-            "the same into one S3 object (moto) by multipart upload, 8 MiB parts",
+            "the same into one S3 object (moto) by multipart upload, 5 MiB parts",
             opts.rows,
             source_bytes,
             s3,
@@ -264,7 +269,10 @@ async fn main() -> Result<()> {
         src.batch_execute("VACUUM ANALYZE big4").await?;
         let sum = bench.source_checksum("big4").await?;
         bench.setup_job("rss4", "rss4", "big4").await?;
-        let run = bench.run("rss4").await?;
+        let chunk = opts.rss_chunk_size.to_string();
+        let run = bench
+            .run_with("rss4", &[("IMPORT_CHUNK_SIZE", chunk.as_str())])
+            .await?;
         eprintln!(
             "  rss4: {:.1} s, peak RSS {:.1} MiB",
             run.seconds, run.peak_rss_mib
@@ -275,7 +283,10 @@ async fn main() -> Result<()> {
         measures.push(
             Measure::new(
                 "ours_e2e_large",
-                "redshift-loader run, initial load of the larger table (once)",
+                &format!(
+                    "redshift-loader run, initial load of the larger table (once, IMPORT_CHUNK_SIZE={})",
+                    opts.rss_chunk_size
+                ),
                 rss_rows,
                 0,
                 vec![run.seconds],
@@ -476,8 +487,20 @@ impl Bench {
 
     /// `redshift-loader run JOB --force` as a child process.
     async fn run(&self, job: &str) -> Result<child::ChildRun> {
+        self.run_with(job, &[]).await
+    }
+
+    /// The same with `extra` environment variables (overriding the stack's).
+    async fn run_with(&self, job: &str, extra: &[(&str, &str)]) -> Result<child::ChildRun> {
         let log = self.logs.path().join(format!("{job}.log"));
-        run_cli(&self.loader, &["run", job, "--force"], &self.env, &log).await
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        run_cli(&self.loader, &["run", job, "--force"], &env, &log).await
     }
 
     /// Compares `public.<table>` at the source with `<schema>.<table>` in the warehouse.
