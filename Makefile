@@ -1,12 +1,13 @@
 # redshift-loader — the two commands a newcomer needs:
 #   make demo    a real sync, end to end, on the local stack
 #   make test    everything CI checks (installs what the tests need first)
+#   make bench   throughput and memory on the local stack (BENCHMARKS.md)
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 MOTO_VERSION := 5.2.5
 
-.PHONY: all deps test lint unit check-leftovers up demo lambda
+.PHONY: all deps test lint unit check-leftovers up demo lambda bench
 
 all: test
 
@@ -41,3 +42,9 @@ demo: deps
 ## The function's zip (cargo-lambda, release build) and its size.
 lambda:
 	@scripts/lambda.sh
+
+## Throughput and peak memory on the local stack, release build (BENCHMARKS.md).
+## Options: make bench BENCH_ARGS="--rows 200000 --reps 3 --rss-rows 0"
+BENCH_ARGS ?=
+bench: deps
+	$(CARGO) bench --bench pipeline -- $(BENCH_ARGS)

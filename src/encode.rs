@@ -10,6 +10,8 @@
 //!   is NULL to Redshift for every type but text). Nothing changes silently: the counts are in
 //!   [`EncodeStats`] and end up in the run's summary.
 //! - Input arrives in arbitrary pieces; one field at a time is held, never a row set.
+//! - No allocation per row: the field and the cursor values live in buffers that are
+//!   reused, and runs of ordinary bytes are found with `memchr` and copied whole.
 
 use std::collections::BTreeMap;
 
@@ -66,8 +68,9 @@ pub struct Encoder {
     field: Vec<u8>,
     quoted: bool,
     column: usize,
-    row_values: Vec<Option<Vec<u8>>>,
-    last_kept: Vec<Option<String>>,
+    /// The kept columns of the row being read, then (swapped) of the last complete row.
+    row_values: Vec<Kept>,
+    last_values: Vec<Kept>,
     row_number: bool,
     stats: EncodeStats,
 }
@@ -84,8 +87,8 @@ impl Encoder {
             field: Vec::new(),
             quoted: false,
             column: 0,
-            row_values: vec![None; n],
-            last_kept: vec![None; n],
+            row_values: vec![Kept::default(); n],
+            last_values: vec![Kept::default(); n],
             row_number: false,
             stats: EncodeStats::default(),
         }
@@ -101,16 +104,48 @@ impl Encoder {
         &self.stats
     }
 
-    /// The kept columns' values of the last complete row, as text (`None` for NULL).
-    pub fn last_kept(&self) -> &[Option<String>] {
-        &self.last_kept
+    /// The kept columns' values of the last complete row, as text (`None` for NULL;
+    /// all `None` before the first row).
+    pub fn last_kept(&self) -> Vec<Option<String>> {
+        self.last_values
+            .iter()
+            .map(|k| {
+                (!k.null && self.stats.rows > 0)
+                    .then(|| String::from_utf8_lossy(&k.bytes).into_owned())
+            })
+            .collect()
+    }
+
+    /// Whether the input so far ends on a row boundary: `out` then holds whole rows only
+    /// and may be cut there.
+    pub fn at_row_start(&self) -> bool {
+        self.state == State::FieldStart && self.column == 0 && self.field.is_empty()
     }
 
     /// Transforms `input`, appending to `out`.
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.stats.bytes_in += input.len() as u64;
         let before = out.len();
-        for &b in input {
+        let mut i = 0;
+        while i < input.len() {
+            // Runs of ordinary bytes inside a field are copied whole.
+            match self.state {
+                State::Quoted => {
+                    let rest = &input[i..];
+                    let n = memchr::memchr(b'"', rest).unwrap_or(rest.len());
+                    self.field.extend_from_slice(&rest[..n]);
+                    i += n;
+                }
+                State::Unquoted => {
+                    let rest = &input[i..];
+                    let n = memchr::memchr3(b',', b'\n', b'\r', rest).unwrap_or(rest.len());
+                    self.field.extend_from_slice(&rest[..n]);
+                    i += n;
+                }
+                _ => {}
+            }
+            let Some(&b) = input.get(i) else { break };
+            i += 1;
             match self.state {
                 State::FieldStart => match b {
                     b'"' => {
@@ -209,7 +244,10 @@ impl Encoder {
         }
         let is_null = !self.quoted && self.field == b"\\N";
         if let Some(k) = self.keep.iter().position(|&c| c == column) {
-            self.row_values[k] = (!is_null).then(|| self.field.clone());
+            let kept = &mut self.row_values[k];
+            kept.null = is_null;
+            kept.bytes.clear();
+            kept.bytes.extend_from_slice(&self.field);
         }
         if is_null {
             out.extend_from_slice(b"\\N");
@@ -233,16 +271,12 @@ impl Encoder {
         }
         if self.row_number {
             out.push(b',');
-            out.extend_from_slice((self.stats.rows + 1).to_string().as_bytes());
+            push_decimal(self.stats.rows + 1, out);
         }
         out.push(b'\n');
         self.column = 0;
         self.stats.rows += 1;
-        for (kept, value) in self.last_kept.iter_mut().zip(&mut self.row_values) {
-            *kept = value
-                .take()
-                .map(|v| String::from_utf8_lossy(&v).into_owned());
-        }
+        std::mem::swap(&mut self.row_values, &mut self.last_values);
         Ok(())
     }
 
@@ -296,14 +330,39 @@ pub fn cut_utf8(bytes: &[u8], max: usize) -> &[u8] {
 }
 
 fn quote_into(value: &[u8], out: &mut Vec<u8>) {
+    out.reserve(value.len() + 2);
     out.push(b'"');
-    for &b in value {
-        if b == b'"' {
-            out.push(b'"');
-        }
-        out.push(b);
+    let mut rest = value;
+    while let Some(at) = memchr::memchr(b'"', rest) {
+        // Up to and including the quote, then the quote again.
+        out.extend_from_slice(&rest[..=at]);
+        out.push(b'"');
+        rest = &rest[at + 1..];
     }
+    out.extend_from_slice(rest);
     out.push(b'"');
+}
+
+/// `n` in decimal, without allocating.
+fn push_decimal(mut n: u64, out: &mut Vec<u8>) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// One kept (cursor) column's raw value, in a buffer reused row after row.
+#[derive(Debug, Clone, Default)]
+struct Kept {
+    null: bool,
+    bytes: Vec<u8>,
 }
 
 #[cfg(test)]
@@ -421,6 +480,29 @@ mod tests {
             e.last_kept(),
             &[Some("2024-02-01".to_string()), Some("3".to_string())]
         );
+    }
+
+    #[test]
+    fn a_row_boundary_is_known_so_output_can_be_cut_there() {
+        let mut e = Encoder::new(vec![Load::Plain, TEXT], vec![]);
+        let mut out = Vec::new();
+        assert!(e.at_row_start());
+        e.feed(b"1,\"a", &mut out).unwrap();
+        assert!(!e.at_row_start(), "inside a quoted field");
+        e.feed(b"\n\"\n2", &mut out).unwrap();
+        assert!(!e.at_row_start(), "inside an unquoted field");
+        e.feed(b",\"b\"\n", &mut out).unwrap();
+        assert!(e.at_row_start());
+        assert_eq!(out, b"1,\"a\n\"\n2,\"b\"\n");
+    }
+
+    #[test]
+    fn decimals_are_written_without_allocating() {
+        for n in [0u64, 7, 10, 99, 100_000, u64::MAX] {
+            let mut out = b"x".to_vec();
+            push_decimal(n, &mut out);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

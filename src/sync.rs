@@ -21,7 +21,7 @@ use crate::setup::{Decisions, DECISIONS};
 use crate::source::extract::{extract_chunk, ExtractError};
 use crate::source::query::{self, Chunk, KeyColumn};
 use crate::stage::key;
-use crate::stage::upload::GzipUpload;
+use crate::stage::upload::{GzipUpload, MIN_PART_BYTES};
 use crate::state::StateError;
 use crate::warehouse::load::{load_chunk, LoadError, Merge};
 use crate::warehouse::sql::{ColumnDef, CopyFrom};
@@ -661,8 +661,13 @@ impl Ctx<'_> {
                         Some(remaining)
                     },
                 }));
-                let upload =
-                    GzipUpload::new(self.app.clients.s3.clone(), &self.bucket, &part, 8 << 20);
+                // S3's smallest parts: memory holds up to three (filling, queued, storing).
+                let upload = GzipUpload::new(
+                    self.app.clients.s3.clone(),
+                    &self.bucket,
+                    &part,
+                    MIN_PART_BYTES,
+                );
                 let extracted = extract_chunk(
                     &self.source,
                     &sql,

@@ -1,6 +1,7 @@
 //! One chunk out of the source: `COPY (SELECT ...) TO STDOUT` in a REPEATABLE READ READ
 //! ONLY transaction, streamed through the encoder into a gzip upload. Bytes flow
-//! through; nothing holds the chunk.
+//! through in blocks of whole rows, which the upload compresses and stores while the
+//! next block is read and encoded; nothing holds the chunk.
 
 use futures_util::StreamExt;
 
@@ -57,17 +58,21 @@ pub async fn extract_chunk(
             .map_err(source_error)?;
         let stream = source.copy_out(copy_sql).await.map_err(source_error)?;
         futures_util::pin_mut!(stream);
-        let mut out = Vec::with_capacity(256 * 1024);
+        let block_bytes = upload.block_bytes();
+        // Room for one more row past the block size, so a block rarely regrows.
+        let new_block = || Vec::with_capacity(block_bytes + 64 * 1024);
+        let mut block = new_block();
         while let Some(bytes) = stream.next().await {
             let bytes = bytes.map_err(source_error)?;
-            encoder.feed(&bytes, &mut out)?;
-            if out.len() >= 128 * 1024 {
-                upload.write(&out).await?;
-                out.clear();
+            encoder.feed(&bytes, &mut block)?;
+            if block.len() >= block_bytes && encoder.at_row_start() {
+                upload
+                    .write_rows(std::mem::replace(&mut block, new_block()))
+                    .await?;
             }
         }
-        encoder.finish(&mut out)?;
-        upload.write(&out).await?;
+        encoder.finish(&mut block)?;
+        upload.write_rows(block).await?;
         source.batch_execute("COMMIT").await.map_err(source_error)?;
         Ok(())
     }
@@ -79,7 +84,7 @@ pub async fn extract_chunk(
     }
     let stats = encoder.stats().clone();
     let last = if stats.rows > 0 {
-        encoder.last_kept().to_vec()
+        encoder.last_kept()
     } else {
         Vec::new()
     };

@@ -1,11 +1,22 @@
-//! A gzip stream into one S3 object by multipart upload, written while it is produced:
-//! memory holds at most one part (plus the compressor's window), never the whole object.
+//! A gzip stream into one S3 object, written while it is produced, in three overlapping
+//! stages:
+//!
+//! 1. the caller hands over blocks of whole rows (or bytes, gathered into blocks);
+//! 2. each block is compressed into its own gzip member on the blocking thread pool,
+//!    as many at once as there are cores, and the members are taken back in order;
+//! 3. members fill parts, and full parts go through a channel of one to the task that
+//!    uploads them ([`super::sink::store_pieces`]) while the next part fills.
+//!
+//! Memory is bounded by construction: the blocks in flight, the part filling, one part
+//! queued and one being stored; never the whole object.
 
-use std::io::Write;
+use std::collections::VecDeque;
 
-use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
-use flate2::write::GzEncoder;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::gzip::{self, Compression, BLOCK_BYTES};
+use super::sink::{store_pieces, Finished, PartSink, Piece, S3Sink};
 
 /// S3's smallest part (all but the last).
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
@@ -29,14 +40,22 @@ pub struct Uploaded {
     pub raw_bytes: u64,
 }
 
+type Member = JoinHandle<std::io::Result<Vec<u8>>>;
+
 pub struct GzipUpload {
-    s3: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    level: Compression,
+    /// Bytes from [`GzipUpload::write`] not yet a block.
+    block: Vec<u8>,
+    /// Blocks being compressed, oldest first.
+    compressing: VecDeque<Member>,
+    in_flight: usize,
+    members: u64,
+    part: Vec<u8>,
     part_bytes: usize,
-    upload_id: Option<String>,
-    parts: Vec<CompletedPart>,
-    encoder: GzEncoder<Vec<u8>>,
+    pieces: Option<mpsc::Sender<Piece>>,
+    uploader: Option<JoinHandle<Result<Finished, UploadError>>>,
     bytes: u64,
     raw_bytes: u64,
 }
@@ -46,29 +65,44 @@ impl std::fmt::Debug for GzipUpload {
         f.debug_struct("GzipUpload")
             .field("bucket", &self.bucket)
             .field("key", &self.key)
-            .field("parts", &self.parts.len())
+            .field("members", &self.members)
             .finish_non_exhaustive()
     }
 }
 
 impl GzipUpload {
-    /// `part_bytes` is raised to S3's minimum part size.
+    /// An S3 object. `part_bytes` is raised to S3's minimum part size.
     pub fn new(s3: aws_sdk_s3::Client, bucket: &str, key: &str, part_bytes: usize) -> GzipUpload {
-        let part_bytes = part_bytes.max(MIN_PART_BYTES);
+        GzipUpload::with_sink(S3Sink::new(s3, bucket, key), part_bytes)
+    }
+
+    /// Parts go to `sink`, stored by a task of their own (call within a Tokio runtime).
+    /// `part_bytes` is raised to S3's minimum part size.
+    pub fn with_sink<S: PartSink + 'static>(sink: S, part_bytes: usize) -> GzipUpload {
+        let (bucket, key) = sink.target();
+        let (bucket, key) = (bucket.to_string(), key.to_string());
+        let (tx, rx) = mpsc::channel(1);
+        let uploader = tokio::spawn(store_pieces(sink, rx));
         GzipUpload {
-            s3,
-            bucket: bucket.to_string(),
-            key: key.to_string(),
-            part_bytes,
-            upload_id: None,
-            parts: Vec::new(),
-            encoder: GzEncoder::new(
-                Vec::with_capacity(part_bytes + 64 * 1024),
-                flate2::Compression::fast(),
-            ),
+            bucket,
+            key,
+            level: Compression::fast(),
+            block: Vec::new(),
+            compressing: VecDeque::new(),
+            in_flight: compressors(),
+            members: 0,
+            part: Vec::new(),
+            part_bytes: part_bytes.max(MIN_PART_BYTES),
+            pieces: Some(tx),
+            uploader: Some(uploader),
             bytes: 0,
             raw_bytes: 0,
         }
+    }
+
+    /// The block size [`GzipUpload::write_rows`] callers should aim for.
+    pub fn block_bytes(&self) -> usize {
+        BLOCK_BYTES
     }
 
     fn error(&self, operation: &'static str, reason: impl std::fmt::Display) -> UploadError {
@@ -80,115 +114,300 @@ impl GzipUpload {
         }
     }
 
-    /// Compresses `data`; uploads a part whenever one is full.
+    /// Adds bytes cut anywhere; they are compressed a block at a time.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), UploadError> {
         self.raw_bytes += data.len() as u64;
-        self.encoder
-            .write_all(data)
-            .map_err(|e| self.error("compressing", e))?;
-        if self.encoder.get_ref().len() >= self.part_bytes {
-            let part = std::mem::take(self.encoder.get_mut());
-            self.upload_part(part).await?;
+        self.block.extend_from_slice(data);
+        if self.block.len() >= BLOCK_BYTES {
+            let block = std::mem::take(&mut self.block);
+            self.compress(block).await?;
         }
         Ok(())
     }
 
-    async fn upload_part(&mut self, body: Vec<u8>) -> Result<(), UploadError> {
-        if self.upload_id.is_none() {
-            let out = self
-                .s3
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type("application/gzip")
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error("CreateMultipartUpload", crate::connect::error_chain(&e))
-                })?;
-            self.upload_id = out.upload_id().map(str::to_string);
+    /// Adds a block of whole rows (best near [`GzipUpload::block_bytes`]); it becomes one
+    /// gzip member, so every member holds whole rows.
+    pub async fn write_rows(&mut self, rows: Vec<u8>) -> Result<(), UploadError> {
+        if !self.block.is_empty() {
+            let block = std::mem::take(&mut self.block);
+            self.compress(block).await?;
         }
-        let number = self.parts.len() as i32 + 1;
-        self.bytes += body.len() as u64;
-        let out = self
-            .s3
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.key)
-            .upload_id(self.upload_id.clone().unwrap_or_default())
-            .part_number(number)
-            .body(ByteStream::from(body))
-            .send()
-            .await
-            .map_err(|e| self.error("UploadPart", crate::connect::error_chain(&e)))?;
-        self.parts.push(
-            CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .build(),
-        );
+        self.raw_bytes += rows.len() as u64;
+        self.compress(rows).await
+    }
+
+    async fn compress(&mut self, block: Vec<u8>) -> Result<(), UploadError> {
+        while self.compressing.len() >= self.in_flight {
+            self.take_member().await?;
+        }
+        let level = self.level;
+        self.compressing
+            .push_back(tokio::task::spawn_blocking(move || {
+                gzip::member(&block, level)
+            }));
         Ok(())
     }
 
-    /// Ends the gzip stream and completes the object. A small object is one PutObject.
-    pub async fn finish(mut self) -> Result<Uploaded, UploadError> {
-        let encoder = std::mem::replace(
-            &mut self.encoder,
-            GzEncoder::new(Vec::new(), flate2::Compression::fast()),
-        );
-        let tail = encoder.finish().map_err(|e| self.error("compressing", e))?;
-        if self.upload_id.is_none() {
-            self.bytes = tail.len() as u64;
-            self.s3
-                .put_object()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .content_type("application/gzip")
-                .body(ByteStream::from(tail))
-                .send()
-                .await
-                .map_err(|e| self.error("PutObject", crate::connect::error_chain(&e)))?;
-        } else {
-            if !tail.is_empty() {
-                self.upload_part(tail).await?;
-            }
-            self.s3
-                .complete_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(self.upload_id.clone().unwrap_or_default())
-                .multipart_upload(
-                    CompletedMultipartUpload::builder()
-                        .set_parts(Some(self.parts.clone()))
-                        .build(),
-                )
-                .send()
-                .await
-                .map_err(|e| {
-                    self.error("CompleteMultipartUpload", crate::connect::error_chain(&e))
-                })?;
+    /// Waits for the oldest block's member and adds it to the part; sends the part
+    /// when full.
+    async fn take_member(&mut self) -> Result<(), UploadError> {
+        let Some(next) = self.compressing.pop_front() else {
+            return Ok(());
+        };
+        let member = match next.await {
+            Ok(Ok(member)) => member,
+            Ok(Err(e)) => return Err(self.error("compressing", e)),
+            Err(e) => return Err(self.error("compressing", e)),
+        };
+        self.members += 1;
+        self.bytes += member.len() as u64;
+        if self.part.is_empty() {
+            self.part.reserve(self.part_bytes + BLOCK_BYTES);
         }
-        Ok(Uploaded {
-            key: self.key.clone(),
-            bytes: self.bytes,
-            raw_bytes: self.raw_bytes,
+        self.part.extend_from_slice(&member);
+        if self.part.len() >= self.part_bytes {
+            let part = std::mem::take(&mut self.part);
+            self.send(Piece::Part(part)).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, piece: Piece) -> Result<(), UploadError> {
+        let sent = match &self.pieces {
+            Some(tx) => tx.send(piece).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            return Ok(());
+        }
+        // The uploader stopped: its error says why.
+        Err(match self.stop_uploader().await {
+            Err(e) => e,
+            Ok(_) => self.error("uploading", "the upload task stopped early"),
         })
     }
 
+    /// Closes the channel and waits for the uploader's end.
+    async fn stop_uploader(&mut self) -> Result<Finished, UploadError> {
+        self.pieces = None;
+        match self.uploader.take() {
+            Some(task) => match task.await {
+                Ok(result) => result,
+                Err(e) => Err(self.error("uploading", e)),
+            },
+            None => Ok(Finished::Abandoned),
+        }
+    }
+
+    /// Compresses what is left and completes the object (one PutObject when small).
+    pub async fn finish(mut self) -> Result<Uploaded, UploadError> {
+        // An empty object is still one (empty) gzip member: a valid file.
+        if !self.block.is_empty() || (self.members == 0 && self.compressing.is_empty()) {
+            let block = std::mem::take(&mut self.block);
+            self.compress(block).await?;
+        }
+        while !self.compressing.is_empty() {
+            self.take_member().await?;
+        }
+        let tail = std::mem::take(&mut self.part);
+        self.send(Piece::Last(tail)).await?;
+        match self.stop_uploader().await? {
+            Finished::Stored => Ok(Uploaded {
+                key: self.key.clone(),
+                bytes: self.bytes,
+                raw_bytes: self.raw_bytes,
+            }),
+            Finished::Abandoned => Err(self.error("uploading", "the upload task stopped early")),
+        }
+    }
+
     /// Gives up: an unfinished multipart upload is aborted so its parts stop costing.
-    pub async fn abort(self) {
-        if let Some(id) = &self.upload_id {
-            if let Err(e) = self
-                .s3
-                .abort_multipart_upload()
-                .bucket(&self.bucket)
-                .key(&self.key)
-                .upload_id(id)
-                .send()
-                .await
-            {
-                tracing::warn!(bucket = %self.bucket, key = %self.key, error = %crate::connect::error_chain(&e), "aborting a multipart upload failed; the bucket's lifecycle rule removes it");
+    pub async fn abort(mut self) {
+        let _ = self.stop_uploader().await;
+    }
+}
+
+/// Blocks compressed at once: one per core, and at least two so that compression
+/// overlaps encoding even on one core.
+fn compressors() -> usize {
+    std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .max(2)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// What the sink was asked to do, and with what body.
+    type Log = Vec<(String, Vec<u8>)>;
+
+    /// Keeps what it is given, for the assertions.
+    #[derive(Default, Clone)]
+    struct Memory {
+        log: Arc<Mutex<Log>>,
+        fail_part: Option<i32>,
+    }
+
+    impl Memory {
+        fn push(&self, what: String, body: Vec<u8>) {
+            self.log.lock().unwrap().push((what, body));
+        }
+        fn log(&self) -> Log {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    impl PartSink for Memory {
+        async fn put_part(&mut self, number: i32, body: Vec<u8>) -> Result<(), UploadError> {
+            if self.fail_part == Some(number) {
+                return Err(UploadError {
+                    bucket: "b".into(),
+                    key: "k".into(),
+                    operation: "UploadPart",
+                    reason: "refused".into(),
+                });
+            }
+            self.push(format!("part {number}"), body);
+            Ok(())
+        }
+        async fn put_object(&mut self, body: Vec<u8>) -> Result<(), UploadError> {
+            self.push("object".into(), body);
+            Ok(())
+        }
+        async fn complete(&mut self) -> Result<(), UploadError> {
+            self.push("complete".into(), Vec::new());
+            Ok(())
+        }
+        async fn abort(&mut self) {
+            self.push("abort".into(), Vec::new());
+        }
+        fn target(&self) -> (&str, &str) {
+            ("b", "k")
+        }
+    }
+
+    fn gunzip(bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// Rows that compress poorly, so a few MiB of them make several parts.
+    fn rows(n: usize) -> Vec<u8> {
+        let mut state = 0x2545F4914F6CDD1Du64;
+        let mut out = Vec::new();
+        for i in 0..n {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(
+                format!("{i},\"{state:x}{:x}\"\n", state.rotate_left(7)).as_bytes(),
+            );
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn parts_are_full_size_but_the_last_and_decode_to_the_input_in_order() {
+        let sink = Memory::default();
+        let mut upload = GzipUpload::with_sink(sink.clone(), 0);
+        let input = rows(600_000);
+        // Mixed: owned blocks of whole rows, and bytes cut anywhere.
+        let (a, b) = input.split_at(input.len() / 2);
+        for block in a.chunks(BLOCK_BYTES) {
+            upload.write_rows(block.to_vec()).await.unwrap();
+        }
+        for piece in b.chunks(100_003) {
+            upload.write(piece).await.unwrap();
+        }
+        let uploaded = upload.finish().await.unwrap();
+        let log = sink.log();
+        let names: Vec<&str> = log.iter().map(|(w, _)| w.as_str()).collect();
+        assert!(names.len() >= 4, "several parts: {names:?}");
+        assert_eq!(names.last(), Some(&"complete"));
+        let parts: Vec<&Vec<u8>> = log
+            .iter()
+            .filter(|(w, _)| w.starts_with("part"))
+            .map(|(_, b)| b)
+            .collect();
+        for (i, (what, _)) in log
+            .iter()
+            .filter(|(w, _)| w.starts_with("part"))
+            .enumerate()
+        {
+            assert_eq!(what, &format!("part {}", i + 1));
+        }
+        for p in &parts[..parts.len() - 1] {
+            assert!(p.len() >= MIN_PART_BYTES, "part of {} bytes", p.len());
+        }
+        let stored: Vec<u8> = parts.into_iter().flatten().copied().collect();
+        assert_eq!(stored.len() as u64, uploaded.bytes);
+        assert_eq!(uploaded.raw_bytes, input.len() as u64);
+        assert!(gunzip(&stored) == input, "round trip differs");
+    }
+
+    #[tokio::test]
+    async fn a_small_object_is_one_put_and_an_empty_one_is_valid_gzip() {
+        let sink = Memory::default();
+        let mut upload = GzipUpload::with_sink(sink.clone(), 0);
+        upload.write(b"1,\"a\"\n").await.unwrap();
+        upload.finish().await.unwrap();
+        let log = sink.log();
+        assert_eq!(log.len(), 1);
+        assert_eq!(log[0].0, "object");
+        assert_eq!(gunzip(&log[0].1), b"1,\"a\"\n");
+
+        let sink = Memory::default();
+        let uploaded = GzipUpload::with_sink(sink.clone(), 0)
+            .finish()
+            .await
+            .unwrap();
+        let log = sink.log();
+        assert_eq!(log[0].0, "object");
+        assert_eq!(uploaded.bytes, log[0].1.len() as u64);
+        assert_eq!(gunzip(&log[0].1), b"");
+    }
+
+    #[tokio::test]
+    async fn a_failed_part_aborts_and_its_error_comes_back() {
+        let sink = Memory {
+            fail_part: Some(2),
+            ..Memory::default()
+        };
+        let mut upload = GzipUpload::with_sink(sink.clone(), 0);
+        let input = rows(600_000);
+        let mut failed = None;
+        for block in input.chunks(BLOCK_BYTES) {
+            if let Err(e) = upload.write_rows(block.to_vec()).await {
+                failed = Some(e);
+                break;
             }
         }
+        let e = match failed {
+            Some(e) => e,
+            None => upload.finish().await.unwrap_err(),
+        };
+        assert_eq!((e.operation, e.reason.as_str()), ("UploadPart", "refused"));
+        let names: Vec<String> = sink.log().into_iter().map(|(w, _)| w).collect();
+        assert_eq!(names, ["part 1", "abort"]);
+    }
+
+    #[tokio::test]
+    async fn giving_up_aborts_the_parts_stored() {
+        let sink = Memory::default();
+        let mut upload = GzipUpload::with_sink(sink.clone(), 0);
+        for block in rows(400_000).chunks(BLOCK_BYTES) {
+            upload.write_rows(block.to_vec()).await.unwrap();
+        }
+        upload.abort().await;
+        let names: Vec<String> = sink.log().into_iter().map(|(w, _)| w).collect();
+        assert_eq!(names.last().map(String::as_str), Some("abort"));
+        assert!(!names.contains(&"complete".to_string()));
     }
 }

@@ -1,0 +1,664 @@
+//! `make bench`: throughput and memory of the pipeline against the single-stream limit,
+//! on the local stack (source PostgreSQL, moto, the Redshift emulator).
+//!
+//! `cargo bench --bench pipeline -- [--rows N] [--reps R] [--rss-rows M] ...`
+//!
+//! Every measure runs `--reps` times; the table shows medians. Nothing here asserts a
+//! time: what is asserted is that each end-to-end load holds exactly the source's rows
+//! (count and checksum), so a fast wrong answer cannot pass.
+
+mod child;
+mod data;
+mod report;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::Parser;
+use futures_util::StreamExt;
+
+use redshift_loader::app::App;
+use redshift_loader::aws::{Clients, Settings};
+use redshift_loader::config::{Format, Job, TableRef};
+use redshift_loader::setup::{self, Decisions, DECISIONS};
+use redshift_loader::source::extract::extract_chunk;
+use redshift_loader::source::query::{self, Chunk, KeyColumn};
+use redshift_loader::stage::sink::NullSink;
+use redshift_loader::stage::upload::GzipUpload;
+use redshift_loader::warehouse::types::Load;
+use testkit::stack::{EnvNames, Stack};
+
+use child::run_cli;
+use report::{Measure, Results};
+
+#[derive(Debug, Parser)]
+#[command(about = "Benchmarks redshift-loader's pipeline on the local stack")]
+struct Opts {
+    /// Rows of the benchmark table.
+    #[arg(long, default_value_t = 2_000_000)]
+    rows: u64,
+    /// Repetitions of each measure (the table shows medians).
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+    /// Rows of the second peak-RSS load (default 4 × --rows; 0 skips it).
+    #[arg(long)]
+    rss_rows: Option<u64>,
+    /// IMPORT_CHUNK_SIZE of the larger load: memory does not depend on it (chunks
+    /// stream), but the emulator's merge into a growing table costs rows × chunks, so
+    /// large chunks keep that run short.
+    #[arg(long, default_value_t = 1_000_000)]
+    rss_chunk_size: u64,
+    /// Rows changed before each incremental run.
+    #[arg(long, default_value_t = 1_000)]
+    changed: u64,
+    /// Rows of the small table the incremental run is compared with.
+    #[arg(long, default_value_t = 10_000)]
+    small_rows: u64,
+    /// IMPORT_CHUNK_SIZE for the CLI runs (default: the loader's own default).
+    #[arg(long)]
+    chunk_size: Option<u64>,
+    /// Where the JSON goes (default target/bench/results.json).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The redshift-loader binary the CLI runs use (default: the one cargo built).
+    #[arg(long)]
+    loader: Option<PathBuf>,
+    /// Passed by `cargo bench`.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// The part size production uses (sync.rs).
+const PART_BYTES: usize = redshift_loader::stage::upload::MIN_PART_BYTES;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let opts = Opts::parse();
+    ensure!(
+        opts.rows >= opts.changed && opts.reps >= 1,
+        "need rows >= changed, reps >= 1"
+    );
+    let rss_rows = opts.rss_rows.unwrap_or(4 * opts.rows);
+    let bench = Bench::start(&opts).await?;
+    let mut measures = Vec::new();
+    let mut verified = Vec::new();
+
+    step(&format!(
+        "generating {} rows (and {} small)",
+        opts.rows, opts.small_rows
+    ));
+    let src = bench.source().await?;
+    for (table, rows) in [("big", opts.rows), ("small", opts.small_rows)] {
+        src.batch_execute(&data::create_table(table, rows)).await?;
+        src.batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .await?;
+    }
+    let big_sum = bench.source_checksum("big").await?;
+
+    step("setup of the end-to-end job (its decisions give the extract's SQL)");
+    let first = bench.setup_job("e2e1", "e2e_1", "big").await?;
+    let extract = Extract::from_decisions(&first, "big")?;
+    // The whole table in one stream, in the loader's keyset order.
+    let source_bytes = bench.count_source_bytes(&extract.sql).await?;
+    eprintln!("  source CSV: {:.1} MB", source_bytes as f64 / 1e6);
+
+    step("baseline: psql COPY | gzip -1 > /dev/null, and psql COPY > /dev/null");
+    let (mut gz, mut gz_cpu) = (Vec::new(), Vec::new());
+    let (mut raw, mut raw_cpu) = (Vec::new(), Vec::new());
+    for _ in 0..opts.reps {
+        let (seconds, cpu) = bench.psql_copy(&extract.sql, true).await?;
+        gz.push(seconds);
+        gz_cpu.push(cpu);
+        let (seconds, cpu) = bench.psql_copy(&extract.sql, false).await?;
+        raw.push(seconds);
+        raw_cpu.push(cpu);
+    }
+    measures.push(Measure::new(
+        "baseline_gzip",
+        "psql -c \"COPY (SELECT ...) TO STDOUT (FORMAT csv, NULL '\\N')\" | gzip -1 > /dev/null",
+        opts.rows,
+        source_bytes,
+        gz,
+    )
+    .with_cpu(gz_cpu));
+    measures.push(
+        Measure::new(
+            "baseline_raw",
+            "the same psql COPY > /dev/null (no compression)",
+            opts.rows,
+            source_bytes,
+            raw,
+        )
+        .with_cpu(raw_cpu),
+    );
+
+    step("ours: extract + encode + compress to a null sink, and to S3 (moto)");
+    let (mut null, mut null_cpu) = (Vec::new(), Vec::new());
+    let (mut s3, mut s3_cpu) = (Vec::new(), Vec::new());
+    let mut staged = 0;
+    for rep in 0..opts.reps {
+        let (seconds, cpu, _) = bench.ours(&extract, None, opts.rows).await?;
+        null.push(seconds);
+        null_cpu.push(cpu);
+        let key = format!("bench/ours-s3-{rep}.csv.gz");
+        let (seconds, cpu, bytes) = bench.ours(&extract, Some(&key), opts.rows).await?;
+        s3.push(seconds);
+        s3_cpu.push(cpu);
+        staged = bytes;
+    }
+    measures.push(
+        Measure::new(
+            "ours_null",
+            "extract_chunk (whole table, one stream) → encoder → gzip → null sink, in process",
+            opts.rows,
+            source_bytes,
+            null,
+        )
+        .with_cpu(null_cpu),
+    );
+    measures.push(
+        Measure::new(
+            "ours_s3",
+            "the same into one S3 object (moto) by multipart upload, 5 MiB parts",
+            opts.rows,
+            source_bytes,
+            s3,
+        )
+        .with_cpu(s3_cpu),
+    );
+
+    step("ours, end to end: redshift-loader run (initial load into the emulator)");
+    let (mut e2e, mut e2e_cpu) = (Vec::new(), Vec::new());
+    let mut rss = Vec::new();
+    for rep in 1..=opts.reps {
+        let (job, schema) = (format!("e2e{rep}"), format!("e2e_{rep}"));
+        if rep > 1 {
+            bench.setup_job(&job, &schema, "big").await?;
+        }
+        let run = bench.run(&job).await?;
+        eprintln!(
+            "  {job}: {:.1} s, peak RSS {:.1} MiB",
+            run.seconds, run.peak_rss_mib
+        );
+        e2e.push(run.seconds);
+        e2e_cpu.push(run.cpu_seconds);
+        rss.push(run.peak_rss_mib);
+        verified.push(bench.verify("big", &schema, &big_sum).await?);
+        if rep > 1 {
+            bench.drop_schema(&schema).await?;
+        }
+    }
+    measures.push(
+        Measure::new(
+            "ours_e2e",
+            "redshift-loader run JOB --force (CLI child, fresh Redshift table): extract → S3 → COPY → merge, every chunk",
+            opts.rows,
+            source_bytes,
+            e2e,
+        )
+        .with_cpu(e2e_cpu)
+        .with_rss(rss),
+    );
+
+    step(&format!(
+        "incremental: {} changed rows in {} vs {} rows",
+        opts.changed, opts.rows, opts.small_rows
+    ));
+    bench.setup_job("small", "small", "small").await?;
+    bench.run("small").await?;
+    let mut inc_big = Vec::new();
+    let mut inc_small = Vec::new();
+    let (mut rss_big, mut rss_small) = (Vec::new(), Vec::new());
+    let (mut cpu_big, mut cpu_small) = (Vec::new(), Vec::new());
+    for round in 0..opts.reps as u64 {
+        src.batch_execute(&data::update_rows("big", opts.rows, opts.changed, round))
+            .await?;
+        let run = bench.run("e2e1").await?;
+        inc_big.push(run.seconds);
+        cpu_big.push(run.cpu_seconds);
+        rss_big.push(run.peak_rss_mib);
+        src.batch_execute(&data::update_rows(
+            "small",
+            opts.small_rows,
+            opts.changed,
+            round,
+        ))
+        .await?;
+        let run = bench.run("small").await?;
+        inc_small.push(run.seconds);
+        cpu_small.push(run.cpu_seconds);
+        rss_small.push(run.peak_rss_mib);
+    }
+    let big_sum = bench.source_checksum("big").await?;
+    verified.push(bench.verify("big", "e2e_1", &big_sum).await?);
+    let small_sum = bench.source_checksum("small").await?;
+    verified.push(bench.verify("small", "small", &small_sum).await?);
+    measures.push(
+        Measure::new(
+            "incr_big",
+            &format!(
+                "redshift-loader run after {} rows of the {}-row table changed",
+                opts.changed, opts.rows
+            ),
+            opts.changed,
+            0,
+            inc_big,
+        )
+        .with_cpu(cpu_big)
+        .with_rss(rss_big),
+    );
+    measures.push(
+        Measure::new(
+            "incr_small",
+            &format!("the same on a {}-row table", opts.small_rows),
+            opts.changed,
+            0,
+            inc_small,
+        )
+        .with_cpu(cpu_small)
+        .with_rss(rss_small),
+    );
+
+    if rss_rows > 0 {
+        step(&format!("peak RSS at {rss_rows} rows"));
+        src.batch_execute(&data::create_table("big4", rss_rows))
+            .await?;
+        src.batch_execute("VACUUM ANALYZE big4").await?;
+        let sum = bench.source_checksum("big4").await?;
+        bench.setup_job("rss4", "rss4", "big4").await?;
+        let chunk = opts.rss_chunk_size.to_string();
+        let run = bench
+            .run_with("rss4", &[("IMPORT_CHUNK_SIZE", chunk.as_str())])
+            .await?;
+        eprintln!(
+            "  rss4: {:.1} s, peak RSS {:.1} MiB",
+            run.seconds, run.peak_rss_mib
+        );
+        verified.push(bench.verify("big4", "rss4", &sum).await?);
+        bench.drop_schema("rss4").await?;
+        src.batch_execute("DROP TABLE big4").await?;
+        measures.push(
+            Measure::new(
+                "ours_e2e_large",
+                &format!(
+                    "redshift-loader run, initial load of the larger table (once, IMPORT_CHUNK_SIZE={})",
+                    opts.rss_chunk_size
+                ),
+                rss_rows,
+                0,
+                vec![run.seconds],
+            )
+            .with_cpu(vec![run.cpu_seconds])
+            .with_rss(vec![run.peak_rss_mib]),
+        );
+    }
+
+    report::compare(
+        &mut measures,
+        "baseline_gzip",
+        &[
+            "baseline_gzip",
+            "baseline_raw",
+            "ours_null",
+            "ours_s3",
+            "ours_e2e",
+        ],
+    );
+    let results = Results {
+        machine: report::machine(),
+        rows: opts.rows,
+        repetitions: opts.reps,
+        source_csv_bytes: source_bytes,
+        staged_gzip_bytes: staged,
+        measures,
+        verified,
+    };
+    println!(
+        "\n{} rows, {:.1} MB of source CSV, {:.1} MB staged (gzip); {}, {} CPUs; medians of {}:",
+        results.rows,
+        source_bytes as f64 / 1e6,
+        staged as f64 / 1e6,
+        results.machine.cpu_model,
+        results.machine.cpus,
+        results.repetitions
+    );
+    println!("{}", report::table(&results));
+    println!("{}", report::legend(&results));
+    println!("verified (count|checksum equal on both sides):");
+    for v in &results.verified {
+        println!("  {v}");
+    }
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/results.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n== {what}");
+}
+
+/// The extract of the benchmark table exactly as the loader runs it, minus the LIMIT.
+struct Extract {
+    sql: String,
+    loads: Vec<Load>,
+    keep: Vec<usize>,
+}
+
+impl Extract {
+    fn from_decisions(d: &Decisions, table: &str) -> Result<Extract> {
+        let columns: Vec<_> = d.live_columns().collect();
+        let position = |name: &str| {
+            columns
+                .iter()
+                .position(|c| c.source == name)
+                .with_context(|| format!("column {name} is not extracted"))
+        };
+        let key = |name: &str| -> Result<KeyColumn> {
+            Ok(KeyColumn {
+                name: name.into(),
+                pg_type: columns[position(name)?].source_type.clone(),
+            })
+        };
+        ensure!(
+            d.updated_key.value.as_deref() == Some("updated_at"),
+            "setup chose updated key {:?}, expected updated_at",
+            d.updated_key.value
+        );
+        let keys = vec![key("updated_at")?, key("id")?];
+        let select: Vec<String> = columns.iter().map(|c| c.select.clone()).collect();
+        let table = TableRef::new("public", table);
+        let sql = query::copy_out(&query::chunk_select(&Chunk {
+            table: &table,
+            select: &select,
+            keys: &keys,
+            after: None,
+            floor: None,
+            ceiling: None,
+            null_key: None,
+            limit: None,
+        }));
+        Ok(Extract {
+            sql,
+            loads: columns.iter().map(|c| c.load).collect(),
+            keep: vec![position("updated_at")?, position("id")?],
+        })
+    }
+}
+
+/// The stack, this benchmark's names on it, and the loader's `App` wired to them.
+struct Bench {
+    stack: &'static Stack,
+    names: EnvNames,
+    env: Vec<(String, String)>,
+    app: App,
+    logs: tempfile::TempDir,
+    psql: PathBuf,
+    loader: PathBuf,
+}
+
+impl Bench {
+    async fn start(opts: &Opts) -> Result<Bench> {
+        step("starting the local stack");
+        let stack = testkit::stack::shared();
+        let names = EnvNames {
+            state_table: stack.state_table().await?,
+            bucket: stack.moto.create_bucket().await?,
+            source_db: stack.source_db().await?,
+            warehouse_db: stack.warehouse_db().await?,
+        };
+        let mut env = stack.env(&names);
+        env.push(("LOADER_SETTLE_SECONDS".into(), "0".into()));
+        if let Some(n) = opts.chunk_size {
+            env.push(("IMPORT_CHUNK_SIZE".into(), n.to_string()));
+        }
+        let lookup: HashMap<String, String> = env.iter().cloned().collect();
+        let settings = Settings::from_lookup(|k| lookup.get(k).cloned());
+        let sdk = stack.moto.sdk_config().await;
+        let clients = Clients::new(&sdk, &settings);
+        let app = App::new(settings, clients)?;
+        Ok(Bench {
+            stack,
+            names,
+            env,
+            app,
+            logs: tempfile::tempdir()?,
+            psql: psql_binary(),
+            loader: opts
+                .loader
+                .clone()
+                .unwrap_or_else(|| env!("CARGO_BIN_EXE_redshift-loader").into()),
+        })
+    }
+
+    async fn source(&self) -> Result<tokio_postgres::Client> {
+        self.stack.source.connect(&self.names.source_db).await
+    }
+
+    /// The loader's own pinned source session.
+    async fn session(&self) -> Result<tokio_postgres::Client> {
+        let url = self.stack.source.url(&self.names.source_db);
+        let db = redshift_loader::secrets::parse_url(
+            redshift_loader::secrets::Role::Source,
+            &url.into(),
+            "bench",
+        )?;
+        Ok(redshift_loader::source::open(&db).await?)
+    }
+
+    async fn source_checksum(&self, table: &str) -> Result<String> {
+        text(&self.source().await?, &data::checksum(table)).await
+    }
+
+    /// Stores a job copying `public.<table>` into `<schema>.<table>` and sets it up.
+    async fn setup_job(&self, name: &str, schema: &str, table: &str) -> Result<Decisions> {
+        let yaml = format!(
+            "name: {name}\n\
+             source:\n  url: {}\n\
+             destination:\n  url: {}\n  schema: {schema}\n  iam_role: arn:aws:iam::123456789012:role/redshift-copy\n\
+             frequency: 300\n\
+             tables:\n  - source: public.{table}\n",
+            self.stack.source.url(&self.names.source_db),
+            self.stack.redshift_url(&self.names.warehouse_db),
+        );
+        let job = Job::parse(&yaml, Format::Yaml).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let now = chrono::Utc::now();
+        self.app.store.put_job(&job, None, now).await?;
+        for o in setup::run(&self.app, &job, &setup::Options::default(), now).await? {
+            o.result.with_context(|| format!("setup of {}", o.table))?;
+        }
+        let doc = self
+            .app
+            .store
+            .get_table_document(name, &TableRef::new("public", table), DECISIONS)
+            .await?
+            .context("setup stored no decisions")?;
+        Ok(serde_json::from_value(doc)?)
+    }
+
+    /// `redshift-loader run JOB --force` as a child process.
+    async fn run(&self, job: &str) -> Result<child::ChildRun> {
+        self.run_with(job, &[]).await
+    }
+
+    /// The same with `extra` environment variables (overriding the stack's).
+    async fn run_with(&self, job: &str, extra: &[(&str, &str)]) -> Result<child::ChildRun> {
+        let log = self.logs.path().join(format!("{job}.log"));
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        run_cli(&self.loader, &["run", job, "--force"], &env, &log).await
+    }
+
+    /// Compares `public.<table>` at the source with `<schema>.<table>` in the warehouse.
+    async fn verify(&self, table: &str, schema: &str, source_sum: &str) -> Result<String> {
+        let warehouse = self
+            .stack
+            .warehouse
+            .connect(&self.names.warehouse_db)
+            .await?;
+        let loaded = text(&warehouse, &data::checksum(&format!("{schema}.{table}"))).await?;
+        if loaded != source_sum {
+            bail!(
+                "{schema}.{table} differs from its source: warehouse {loaded}, source {source_sum}"
+            );
+        }
+        Ok(format!("public.{table} → {schema}.{table}: {loaded}"))
+    }
+
+    async fn drop_schema(&self, schema: &str) -> Result<()> {
+        let warehouse = self
+            .stack
+            .warehouse
+            .connect(&self.names.warehouse_db)
+            .await?;
+        warehouse
+            .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+            .await?;
+        Ok(())
+    }
+
+    /// The size of the extract's CSV (and a warm-up: the table is in cache afterwards).
+    async fn count_source_bytes(&self, sql: &str) -> Result<u64> {
+        let session = self.session().await?;
+        let stream = session.copy_out(sql).await?;
+        futures_util::pin_mut!(stream);
+        let mut bytes = 0u64;
+        while let Some(piece) = stream.next().await {
+            bytes += piece?.len() as u64;
+        }
+        Ok(bytes)
+    }
+
+    /// The single-stream limit: psql's COPY, through `gzip -1` or not, into /dev/null.
+    /// Returns the seconds and the CPU seconds of psql (and gzip).
+    async fn psql_copy(&self, sql: &str, gzip: bool) -> Result<(f64, f64)> {
+        let sink = if gzip {
+            "| gzip -1 > /dev/null"
+        } else {
+            "> /dev/null"
+        };
+        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_CHILDREN));
+        let started = Instant::now();
+        let status = tokio::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "set -o pipefail; \"$PSQL\" -X -q -v ON_ERROR_STOP=1 -d \"$URL\" -c \"$SQL\" {sink}"
+            ))
+            .env("PSQL", &self.psql)
+            .env("URL", self.stack.source.url(&self.names.source_db))
+            .env("SQL", sql)
+            // The loader's pinned session settings, so both print the same text.
+            .env(
+                "PGOPTIONS",
+                "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=3 -c bytea_output=hex",
+            )
+            .stdin(Stdio::null())
+            .status()
+            .await?;
+        let seconds = started.elapsed().as_secs_f64();
+        ensure!(status.success(), "psql COPY failed: {status}");
+        let cpu = child::cpu_seconds(&child::usage(libc::RUSAGE_CHILDREN)) - cpu_before;
+        Ok((seconds, cpu))
+    }
+
+    /// Our extract of the whole table into a null sink (`key` None) or into S3; returns
+    /// the seconds, this process's CPU seconds and the compressed bytes.
+    async fn ours(&self, e: &Extract, key: Option<&str>, rows: u64) -> Result<(f64, f64, u64)> {
+        let session = self.session().await?;
+        let s3 = &self.app.clients.s3;
+        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF));
+        let started = Instant::now();
+        let out = match key {
+            None => {
+                let upload = GzipUpload::with_sink(NullSink::default(), PART_BYTES);
+                extract_chunk(
+                    &session,
+                    &e.sql,
+                    e.loads.clone(),
+                    e.keep.clone(),
+                    true,
+                    upload,
+                )
+                .await?
+            }
+            Some(key) => {
+                let upload = GzipUpload::new(s3.clone(), &self.names.bucket, key, PART_BYTES);
+                extract_chunk(
+                    &session,
+                    &e.sql,
+                    e.loads.clone(),
+                    e.keep.clone(),
+                    true,
+                    upload,
+                )
+                .await?
+            }
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let cpu = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF)) - cpu_before;
+        ensure!(
+            out.stats.rows == rows,
+            "extracted {} rows, expected {rows}",
+            out.stats.rows
+        );
+        if let Some(key) = key {
+            let head = s3
+                .head_object()
+                .bucket(&self.names.bucket)
+                .key(key)
+                .send()
+                .await?;
+            ensure!(
+                head.content_length() == Some(out.uploaded.bytes as i64),
+                "S3 holds {:?} bytes, {} were uploaded",
+                head.content_length(),
+                out.uploaded.bytes
+            );
+            s3.delete_object()
+                .bucket(&self.names.bucket)
+                .key(key)
+                .send()
+                .await?;
+        }
+        Ok((seconds, cpu, out.uploaded.bytes))
+    }
+}
+
+/// The first column of the first row, as text.
+async fn text(client: &tokio_postgres::Client, sql: &str) -> Result<String> {
+    client.batch_execute("SET TimeZone = 'UTC'").await?;
+    let rows = client.simple_query(sql).await?;
+    rows.iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .with_context(|| format!("`{sql}` returned nothing"))
+}
+
+/// The newest installed PostgreSQL's psql, else the one on PATH.
+fn psql_binary() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("bin/psql"))
+        .filter(|p| p.exists())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| PathBuf::from("psql"))
+}

@@ -1,0 +1,192 @@
+//! PURE: the figures, as a table for people and as JSON for machines.
+
+use serde::Serialize;
+
+/// One measured thing, repeated.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    /// Short id (`baseline_gzip`, `ours_null`, ...).
+    pub name: String,
+    /// What exactly was timed.
+    pub what: String,
+    /// Rows moved per repetition.
+    pub rows: u64,
+    /// Source CSV bytes per repetition (what `COPY ... TO STDOUT` prints).
+    pub source_bytes: u64,
+    pub seconds: Vec<f64>,
+    pub median_seconds: f64,
+    pub rows_per_second: f64,
+    pub mb_per_second: f64,
+    /// rows/s over the `baseline_gzip` rows/s (extract-type measures only).
+    pub ratio_to_baseline: Option<f64>,
+    /// Median peak RSS of our process, when it ran as its own process.
+    pub peak_rss_mib: Option<f64>,
+    /// CPU seconds (user + system) of the measured process(es), per repetition: ours
+    /// in process, the CLI child, or psql + gzip for the baselines (not PostgreSQL's).
+    pub cpu_seconds: Vec<f64>,
+    pub median_cpu_seconds: Option<f64>,
+}
+
+impl Measure {
+    pub fn new(name: &str, what: &str, rows: u64, source_bytes: u64, seconds: Vec<f64>) -> Measure {
+        let median_seconds = median(&seconds);
+        let per_second = |x: u64| {
+            if median_seconds > 0.0 {
+                x as f64 / median_seconds
+            } else {
+                0.0
+            }
+        };
+        Measure {
+            name: name.into(),
+            what: what.into(),
+            rows,
+            source_bytes,
+            median_seconds,
+            rows_per_second: per_second(rows),
+            mb_per_second: per_second(source_bytes) / 1e6,
+            seconds,
+            ratio_to_baseline: None,
+            peak_rss_mib: None,
+            cpu_seconds: Vec::new(),
+            median_cpu_seconds: None,
+        }
+    }
+
+    pub fn with_cpu(mut self, cpu: Vec<f64>) -> Measure {
+        if !cpu.is_empty() {
+            self.median_cpu_seconds = Some(median(&cpu));
+        }
+        self.cpu_seconds = cpu;
+        self
+    }
+
+    pub fn with_rss(mut self, rss: Vec<f64>) -> Measure {
+        if !rss.is_empty() {
+            self.peak_rss_mib = Some(median(&rss));
+        }
+        self
+    }
+}
+
+/// The middle value (the mean of the two middle ones for an even count); 0 when empty.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v: Vec<f64> = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Sets each measure's ratio to `baseline`'s rows/s, for the names in `compared`.
+pub fn compare(measures: &mut [Measure], baseline: &str, compared: &[&str]) {
+    let Some(base) = measures
+        .iter()
+        .find(|m| m.name == baseline)
+        .map(|m| m.rows_per_second)
+    else {
+        return;
+    };
+    for m in measures.iter_mut() {
+        if compared.contains(&m.name.as_str()) && base > 0.0 {
+            m.ratio_to_baseline = Some(m.rows_per_second / base);
+        }
+    }
+}
+
+/// The machine the figures come from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub cpu_model: String,
+    pub memory_mib: u64,
+    pub kernel: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub machine: Machine,
+    pub rows: u64,
+    pub repetitions: usize,
+    pub source_csv_bytes: u64,
+    pub staged_gzip_bytes: u64,
+    pub measures: Vec<Measure>,
+    /// Every end-to-end load was compared with its source (count and checksum).
+    pub verified: Vec<String>,
+}
+
+/// The table people read.
+pub fn table(results: &Results) -> String {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    t.set_header([
+        "measure",
+        "rows",
+        "median s",
+        "rows/s",
+        "MB/s (source CSV)",
+        "× baseline",
+        "CPU s (ours)",
+        "peak RSS MiB",
+    ]);
+    let opt = |v: Option<f64>, digits: usize| match v {
+        Some(v) => format!("{v:.digits$}"),
+        None => "–".to_string(),
+    };
+    for m in &results.measures {
+        t.add_row([
+            m.name.clone(),
+            m.rows.to_string(),
+            format!("{:.2}", m.median_seconds),
+            format!("{:.0}", m.rows_per_second),
+            format!("{:.1}", m.mb_per_second),
+            opt(m.ratio_to_baseline, 2),
+            opt(m.median_cpu_seconds, 2),
+            opt(m.peak_rss_mib, 1),
+        ]);
+    }
+    for c in t.column_iter_mut().skip(1) {
+        c.set_cell_alignment(comfy_table::CellAlignment::Right);
+    }
+    t.to_string()
+}
+
+/// A line per measure saying exactly what was timed.
+pub fn legend(results: &Results) -> String {
+    results
+        .measures
+        .iter()
+        .map(|m| format!("  {:<18} {}", m.name, m.what))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// What this machine is, from /proc and `uname`.
+pub fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|m| m.trim().to_string())
+        .unwrap_or_default();
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_mib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map(|kb| kb / 1024)
+        .unwrap_or(0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|k| k.trim().to_string())
+        .unwrap_or_default();
+    Machine {
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpu_model,
+        memory_mib,
+        kernel,
+    }
+}
