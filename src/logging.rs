@@ -30,7 +30,7 @@ pub fn init(in_lambda: bool) {
     // tokio-postgres logs server NOTICEs (`schema already exists, skipping`) at info.
     // With progress bars on screen, the engine's per-chunk lines would only scroll them.
     let quiet = if !in_lambda && progress_bars() {
-        ",redshift_loader::sync=warn"
+        ",redshift_loader::sync=warn,redshift_loader::setup=warn"
     } else {
         ""
     };

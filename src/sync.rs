@@ -108,6 +108,14 @@ pub trait Observer: Send + Sync {
         chunk: u64,
         rows: u64,
     ) -> std::result::Result<(), String>;
+
+    /// Before a first load or a full copy: about how many rows the source table holds
+    /// (PostgreSQL's planner estimate, `pg_class.reltuples`; not called when the table
+    /// was never analyzed). Incremental runs have no cheap estimate and do not call it.
+    fn estimated(&self, _table: &TableRef, _rows: u64) {}
+
+    /// A chunk is in S3: its bytes as CSV and as stored (gzip).
+    fn staged(&self, _table: &TableRef, _chunk: u64, _csv_bytes: u64, _stored_bytes: u64) {}
 }
 
 #[derive(Clone, Default)]
@@ -530,6 +538,14 @@ impl Ctx<'_> {
             _ => None,
         };
 
+        if let Some(o) = &self.options.observer {
+            if cursor.is_none() {
+                if let Some(rows) = self.estimate_rows(&table.source).await {
+                    o.estimated(&table.source, rows);
+                }
+            }
+        }
+
         let destination = d.destination.clone();
         let target = if mode == CopyMode::FullDataSync {
             let new = TableRef::new(
@@ -685,6 +701,14 @@ impl Ctx<'_> {
                 let rows = extracted.stats.rows;
                 pass_chunks += 1;
                 if rows > 0 {
+                    if let Some(o) = &self.options.observer {
+                        o.staged(
+                            &table.source,
+                            chunk_no,
+                            extracted.uploaded.raw_bytes,
+                            extracted.uploaded.bytes,
+                        );
+                    }
                     self.observe(&table.source, Step::Extracted, chunk_no, rows)?;
                 }
                 if rows == 0 {
@@ -933,6 +957,25 @@ impl Ctx<'_> {
             let _ = self.redshift.batch_execute("ROLLBACK").await;
         }
         result
+    }
+
+    /// The planner's row estimate for a source table, when it has one (the table was
+    /// analyzed, by autovacuum or by hand). Only for progress: a failure is no estimate.
+    async fn estimate_rows(&self, table: &TableRef) -> Option<u64> {
+        let name = crate::quote::qualified(&table.schema, &table.name);
+        let row = self
+            .source
+            .query_opt(
+                "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",
+                &[&name],
+            )
+            .await
+            .map_err(
+                |e| tracing::debug!(error = %crate::connect::error_chain(&e), "no row estimate"),
+            )
+            .ok()??;
+        let rows: f64 = row.get(0);
+        (rows > 0.0).then_some(rows as u64)
     }
 
     async fn source_text(&self, sql: &str) -> std::result::Result<String, String> {

@@ -1,4 +1,4 @@
-//! `run` shows progress bars on a terminal and plain log lines anywhere else.
+//! `run` and `setup` show progress bars on a terminal and plain log lines anywhere else.
 
 use std::process::Command;
 
@@ -11,7 +11,8 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
         .await
         .batch_execute(
             "CREATE TABLE items (id bigint PRIMARY KEY, v text);
-             INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 300) i;",
+             INSERT INTO items SELECT i, 'item ' || i FROM generate_series(1, 300) i;
+             ANALYZE items;",
         )
         .await
         .unwrap();
@@ -21,7 +22,10 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
     )
     .await;
     let out = w.cli(&["setup", "shop"]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("table set up"), "{stderr}");
+    assert!(!stderr.contains('\x1b'), "{stderr:?}");
 
     // Piped: one log line per chunk, no terminal control codes.
     let out = w.cli(&["run", "shop"]);
@@ -30,11 +34,42 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
     assert_eq!(stderr.matches("chunk loaded").count(), 3, "{stderr}");
     assert!(!stderr.contains('\x1b'), "{stderr:?}");
 
-    // On a terminal (a pseudo-terminal from `script`): a bar for the table instead.
-    let command = format!(
-        "{} run shop --from-scratch --force",
-        env!("CARGO_BIN_EXE_redshift-loader")
+    // On a terminal (a pseudo-terminal from `script`): a bar for the table instead,
+    // against the planner's estimate (the table is analyzed), with bytes and an ETA;
+    // the summary table starts on a line of its own.
+    let tty = on_a_terminal(&w, "run shop --from-scratch --force");
+    assert!(tty.contains('\x1b'), "no terminal drawing: {tty:?}");
+    assert!(tty.contains("public.items"), "{tty:?}");
+    assert!(tty.contains("300/~300 rows"), "{tty:?}");
+    assert!(tty.contains("rows/s") && tty.contains("ETA"), "{tty:?}");
+    assert!(
+        tty.contains("staged (") && tty.contains("as CSV)"),
+        "{tty:?}"
     );
+    assert!(tty.contains("\n┌"), "{tty:?}");
+    assert!(!tty.contains("chunk loaded"), "{tty:?}");
+
+    // Incremental: no estimate, so a count without a bar or an ETA.
+    w.source()
+        .await
+        .batch_execute("INSERT INTO items SELECT i, 'item ' || i FROM generate_series(301, 350) i")
+        .await
+        .unwrap();
+    let tty = on_a_terminal(&w, "run shop --force");
+    assert!(tty.contains("50 rows"), "{tty:?}");
+    assert!(!tty.contains("ETA"), "{tty:?}");
+
+    // setup: one bar over the job's tables, then the report (unwrapped: the
+    // pseudo-terminal reports no width).
+    let tty = on_a_terminal(&w, "setup shop");
+    assert!(tty.contains("1/1 tables"), "{tty:?}");
+    assert!(!tty.contains("table set up"), "{tty:?}");
+    assert!(tty.contains("\n┌") && tty.contains("up to date"), "{tty:?}");
+}
+
+/// Runs the CLI with `args` on a pseudo-terminal (from `script`); what it drew.
+fn on_a_terminal(w: &World, args: &str) -> String {
+    let command = format!("{} {args}", env!("CARGO_BIN_EXE_redshift-loader"));
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
         .env_clear()
@@ -46,8 +81,5 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
         .expect("script(1) from util-linux runs");
     let (tty, _) = text(&out);
     assert!(out.status.success(), "{tty}");
-    assert!(tty.contains('\x1b'), "no terminal drawing: {tty:?}");
-    assert!(tty.contains("public.items"), "{tty:?}");
-    assert!(tty.contains("300 rows"), "{tty:?}");
-    assert!(!tty.contains("chunk loaded"), "{tty:?}");
+    tty
 }

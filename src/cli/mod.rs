@@ -173,8 +173,9 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
                 tables: args.tables,
                 dry_run: args.dry_run,
                 rebuild: args.rebuild,
+                observer: setup::progress(),
             };
-            setup::run(&out, &args.job, &options).await
+            setup::run(&out, &args.job, options).await
         }
         Command::Schedules(SchedulesCommand::Sync) => schedules::sync(&out).await,
         Command::Schedules(SchedulesCommand::List) => schedules::list(&out).await,

@@ -24,5 +24,11 @@ pub fn table<const N: usize>(header: [&str; N]) -> Table {
     t.load_preset(UTF8_FULL_CONDENSED)
         .set_content_arrangement(ContentArrangement::Dynamic)
         .set_header(header);
+    // A terminal that reports no size (a pseudo-terminal from `script`, some `docker
+    // exec -t` sessions) reads as 0 columns: wrapping to that would print one character
+    // per line, so such a table is not wrapped at all.
+    if t.width().is_some_and(|w| w < 40) {
+        t.set_content_arrangement(ContentArrangement::Disabled);
+    }
     t
 }

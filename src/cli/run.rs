@@ -55,6 +55,8 @@ pub async fn run(
         options.continuation = true;
         options.run_id = sync::new_run_id("cli");
     }
+    // The bars stop before the summary is printed.
+    drop(options.observer.take());
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if out.json {
         let list: Vec<_> = outcomes
@@ -82,7 +84,7 @@ pub async fn run(
                     o.table.to_string(),
                     r.rows.to_string(),
                     r.chunks.to_string(),
-                    format!("{:.1} MiB", r.bytes_staged as f64 / (1 << 20) as f64),
+                    indicatif::HumanBytes(r.bytes_staged).to_string(),
                     if r.caught_up {
                         "caught up"
                     } else {
@@ -134,30 +136,63 @@ fn progress() -> Option<std::sync::Arc<dyn sync::Observer>> {
     crate::logging::progress_bars().then(|| std::sync::Arc::new(Bars::default()) as _)
 }
 
-/// One bar per table: rows loaded, chunks, rate, elapsed time.
+/// One bar per table: rows loaded (of the source's estimate, with an ETA, on a first
+/// load or a full copy), bytes staged, rate, elapsed time, the chunk's state.
 #[derive(Default)]
 struct Bars {
     all: indicatif::MultiProgress,
-    bars: std::sync::Mutex<Vec<(TableRef, indicatif::ProgressBar)>>,
+    bars: std::sync::Mutex<Vec<(TableRef, Bar)>>,
+}
+
+struct Bar {
+    bar: indicatif::ProgressBar,
+    /// Gzip bytes staged in S3 so far.
+    stored: u64,
+    /// The same as CSV.
+    csv: u64,
+}
+
+/// Without a row count: a spinner with the count so far.
+const OPEN_ENDED: &str =
+    "{spinner} {prefix:30} {human_pos:>12} rows  {rate:>12}  {elapsed:>4}  {msg}";
+/// With one (an estimate): a bar, the estimate and the time left.
+const ESTIMATED: &str = "{spinner} {prefix:30} [{bar:20}] {human_pos:>12}/~{human_len} rows  {rate:>12}  {elapsed:>4}  ETA {eta:>4}  {msg}";
+
+fn style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .expect("valid template")
+        .progress_chars("=> ")
+        // Whole rows per second (indicatif's `per_sec` prints every decimal).
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} rows/s", s.per_sec());
+            },
+        )
 }
 
 impl Bars {
-    fn bar(&self, table: &TableRef) -> indicatif::ProgressBar {
+    fn with_bar<T>(&self, table: &TableRef, f: impl FnOnce(&mut Bar) -> T) -> T {
         let mut bars = self.bars.lock().expect("progress lock");
-        if let Some((_, b)) = bars.iter().find(|(t, _)| t == table) {
-            return b.clone();
-        }
-        let b = self.all.add(indicatif::ProgressBar::no_length());
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {prefix:30} {human_pos:>12} rows  {per_sec:>14}  {elapsed}  {msg}",
-            )
-            .expect("valid template"),
-        );
-        b.set_prefix(table.to_string());
-        b.enable_steady_tick(std::time::Duration::from_millis(200));
-        bars.push((table.clone(), b.clone()));
-        b
+        let at = match bars.iter().position(|(t, _)| t == table) {
+            Some(at) => at,
+            None => {
+                let bar = self.all.add(indicatif::ProgressBar::no_length());
+                bar.set_style(style(OPEN_ENDED));
+                bar.set_prefix(table.to_string());
+                bar.enable_steady_tick(std::time::Duration::from_millis(200));
+                bars.push((
+                    table.clone(),
+                    Bar {
+                        bar,
+                        stored: 0,
+                        csv: 0,
+                    },
+                ));
+                bars.len() - 1
+            }
+        };
+        f(&mut bars[at].1)
     }
 }
 
@@ -169,24 +204,70 @@ impl sync::Observer for Bars {
         chunk: u64,
         rows: u64,
     ) -> Result<(), String> {
-        let bar = self.bar(table);
-        match step {
-            sync::Step::Extracted => bar.set_message(format!("chunk {chunk}: staged")),
-            sync::Step::Copied => bar.set_message(format!("chunk {chunk}: merging")),
-            sync::Step::Committed => {
-                bar.inc(rows);
-                bar.set_message(format!("chunk {chunk}: committed"));
+        self.with_bar(table, |b| {
+            let staged = format!(
+                "{} staged ({} as CSV)",
+                indicatif::HumanBytes(b.stored),
+                indicatif::HumanBytes(b.csv)
+            );
+            match step {
+                sync::Step::Extracted => {
+                    b.bar.set_message(format!("{staged}; chunk {chunk}: in S3"))
+                }
+                sync::Step::Copied => b
+                    .bar
+                    .set_message(format!("{staged}; chunk {chunk}: merging")),
+                sync::Step::Committed => {
+                    b.bar.inc(rows);
+                    // An estimate can be low: the bar never runs past its end.
+                    if b.bar.length().is_some_and(|len| b.bar.position() > len) {
+                        b.bar.set_length(b.bar.position());
+                    }
+                    b.bar
+                        .set_message(format!("{staged}; chunk {chunk}: committed"));
+                }
+                _ => {}
             }
-            _ => {}
-        }
+        });
         Ok(())
+    }
+
+    fn estimated(&self, table: &TableRef, rows: u64) {
+        self.with_bar(table, |b| {
+            // A later round of the same run continues from where the bar is.
+            if b.bar.length().is_none() {
+                b.bar.set_length(rows.max(b.bar.position()));
+                b.bar.set_style(style(ESTIMATED));
+            }
+        });
+    }
+
+    fn staged(&self, table: &TableRef, _chunk: u64, csv_bytes: u64, stored_bytes: u64) {
+        self.with_bar(table, |b| {
+            b.csv += csv_bytes;
+            b.stored += stored_bytes;
+        });
     }
 }
 
 impl Drop for Bars {
     fn drop(&mut self) {
-        for (_, b) in self.bars.lock().expect("progress lock").iter() {
-            b.finish_with_message("done");
+        let bars = self.bars.lock().expect("progress lock");
+        if bars.is_empty() {
+            return;
         }
+        for (_, b) in bars.iter() {
+            let done = format!(
+                "done: {} staged ({} as CSV)",
+                indicatif::HumanBytes(b.stored),
+                indicatif::HumanBytes(b.csv)
+            );
+            // The bar ends at what was loaded, not at the estimate.
+            b.bar.set_length(b.bar.position());
+            b.bar.finish_with_message(done);
+        }
+        // indicatif leaves the cursor after the last bar: what is printed next starts
+        // on a line of its own.
+        eprintln!();
     }
 }

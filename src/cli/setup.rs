@@ -8,10 +8,12 @@ use super::render::{table, Output};
 use crate::app::App;
 use crate::setup::{self, Options, Outcome};
 
-pub async fn run(out: &Output, job: &str, options: &Options) -> crate::Result<ExitCode> {
+pub async fn run(out: &Output, job: &str, mut options: Options) -> crate::Result<ExitCode> {
     let app = App::from_env().await?;
     let stored = app.store.require_job(job).await?;
-    let outcomes = setup::run(&app, &stored.job, options, Utc::now()).await?;
+    let outcomes = setup::run(&app, &stored.job, &options, Utc::now()).await?;
+    // The bar stops before the report is printed.
+    drop(options.observer.take());
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     if out.json {
         let list: Vec<_> = outcomes.iter().map(outcome_json).collect();
@@ -124,5 +126,62 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
             "statements": plan.statements, "changes": plan.changes,
         }),
         Err(e) => serde_json::json!({"table": o.table, "ok": false, "error": e.to_string()}),
+    }
+}
+
+/// A bar over the job's tables when standard error is a terminal; otherwise setup's
+/// own `table set up` log lines.
+pub fn progress() -> Option<std::sync::Arc<dyn setup::Observer>> {
+    crate::logging::progress_bars().then(|| std::sync::Arc::new(Bar::default()) as _)
+}
+
+/// Tables done of the job's, the one being set up, failures so far.
+#[derive(Default)]
+struct Bar {
+    bar: std::sync::OnceLock<indicatif::ProgressBar>,
+    failed: std::sync::atomic::AtomicUsize,
+}
+
+impl setup::Observer for Bar {
+    fn starting(&self, table: &crate::config::TableRef, _index: usize, of: usize) {
+        let bar = self.bar.get_or_init(|| {
+            let bar = indicatif::ProgressBar::new(of as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{spinner} setup [{bar:20}] {pos}/{len} tables  {elapsed:>4}  {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            bar
+        });
+        bar.set_message(format!("reading {table}"));
+    }
+
+    fn finished(&self, table: &crate::config::TableRef, ok: bool) {
+        if let Some(bar) = self.bar.get() {
+            if !ok {
+                self.failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            bar.inc(1);
+            bar.set_message(format!("{table}: {}", if ok { "done" } else { "FAILED" }));
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.get() {
+            let failed = self.failed.load(std::sync::atomic::Ordering::Relaxed);
+            bar.finish_with_message(if failed == 0 {
+                "done".to_string()
+            } else {
+                format!("{failed} failed; see below")
+            });
+            // indicatif leaves the cursor after the bar: the report starts on a new line.
+            eprintln!();
+        }
     }
 }

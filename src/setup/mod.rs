@@ -23,7 +23,7 @@ pub const DECISIONS: &str = "setup";
 /// The `TABLE#` item attribute holding the last setup error, if the last setup failed.
 pub const SETUP_ERROR: &str = "setup_error";
 
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Options {
     /// Only these tables (by source name); empty means every table that is not disabled.
     pub tables: Vec<TableRef>,
@@ -32,6 +32,26 @@ pub struct Options {
     /// Drop and recreate the Redshift tables and forget their state (the next run
     /// reloads them). Only with `tables`.
     pub rebuild: bool,
+    /// Told as each table starts and ends (the CLI's progress bar).
+    pub observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("tables", &self.tables)
+            .field("dry_run", &self.dry_run)
+            .field("rebuild", &self.rebuild)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Follows setup through the job's tables.
+pub trait Observer: Send + Sync {
+    /// Table `index` (from 0) of `of` is being read and planned.
+    fn starting(&self, table: &TableRef, index: usize, of: usize);
+    /// It is done (`ok`) or failed.
+    fn finished(&self, table: &TableRef, ok: bool);
 }
 
 /// Why one table could not be set up.
@@ -118,12 +138,28 @@ pub async fn run(
     );
 
     let mut outcomes = Vec::new();
-    for table in selected {
+    let of = selected.len();
+    for (index, table) in selected.into_iter().enumerate() {
+        if let Some(o) = &options.observer {
+            o.starting(&table.source, index, of);
+        }
         let result = setup_table(app, job, table, &source, &redshift, options, now)
             .await
             .map_err(|e| e.located(&source_at, &destination_at));
         if !options.dry_run {
             record(app, job, &table.source, &result, now).await?;
+        }
+        match &result {
+            Ok(plan) if options.dry_run => {
+                tracing::info!(table = %table.source, statements = plan.statements.len(), "table planned")
+            }
+            Ok(plan) => {
+                tracing::info!(table = %table.source, changes = plan.changes.len(), "table set up")
+            }
+            Err(e) => tracing::warn!(table = %table.source, error = %e, "table not set up"),
+        }
+        if let Some(o) = &options.observer {
+            o.finished(&table.source, result.is_ok());
         }
         outcomes.push(Outcome {
             table: table.source.clone(),
