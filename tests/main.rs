@@ -13,3 +13,4 @@ mod status;
 mod support;
 mod sync;
 mod tls;
+mod users;

@@ -255,16 +255,22 @@ async fn setup_table(
             })?),
         }
     };
-    let existing = if options.rebuild {
-        Existing::Absent
+    let columns_now = if options.rebuild {
+        None
     } else {
-        match warehouse::table_columns(redshift, &destination)
+        warehouse::table_columns(redshift, &destination)
             .await
             .map_err(statement)?
+    };
+    let existing = match columns_now {
+        Some(cols) => Existing::Columns(cols),
+        None if warehouse::schema_exists(redshift, &destination.schema)
+            .await
+            .map_err(statement)? =>
         {
-            None => Existing::Absent,
-            Some(cols) => Existing::Columns(cols),
+            Existing::Absent
         }
+        None => Existing::NoSchema,
     };
 
     let mut plan = plan::plan_table(

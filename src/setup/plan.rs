@@ -131,7 +131,9 @@ impl std::error::Error for PlanError {}
 /// What Redshift already holds for the table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Existing {
-    /// No such table in Redshift.
+    /// Not even the schema: setup creates it first (which takes CREATE on the database).
+    NoSchema,
+    /// The schema exists, the table does not.
     Absent,
     /// The table exists; its column names (lowercase, as Redshift reports them).
     Columns(Vec<String>),
@@ -243,7 +245,7 @@ pub fn plan_table(
     let mut statements = Vec::new();
     let mut changes = Vec::new();
     match existing {
-        Existing::Absent => {
+        Existing::NoSchema | Existing::Absent => {
             let defs: Vec<ColumnDef> = columns
                 .iter()
                 .map(|c| ColumnDef {
@@ -258,7 +260,11 @@ pub fn plan_table(
                 .iter()
                 .filter_map(|c| redshift_name_of(c))
                 .collect();
-            statements.push(sql::create_schema(&destination.schema));
+            // Only when missing: even `IF NOT EXISTS` needs CREATE on the database, which
+            // a loader user given only its (existing) schema does not have.
+            if matches!(existing, Existing::NoSchema) {
+                statements.push(sql::create_schema(&destination.schema));
+            }
             statements.push(sql::create_table(
                 &destination,
                 &defs,
@@ -817,8 +823,22 @@ mod tests {
     }
 
     #[test]
-    fn new_table_is_created_with_keys_chosen_from_the_catalog() {
+    fn the_schema_is_created_only_when_it_is_missing() {
         let plan = plan_table("analytics", &table(""), &orders(), None, &Existing::Absent).unwrap();
+        assert_eq!(plan.statements.len(), 1, "{:?}", plan.statements);
+        assert!(plan.statements[0].starts_with("CREATE TABLE"));
+    }
+
+    #[test]
+    fn new_table_is_created_with_keys_chosen_from_the_catalog() {
+        let plan = plan_table(
+            "analytics",
+            &table(""),
+            &orders(),
+            None,
+            &Existing::NoSchema,
+        )
+        .unwrap();
         let d = &plan.decisions;
         assert_eq!(d.copy_mode.value, CopyMode::InsertAndUpdate);
         assert_eq!(d.primary_key.value, vec!["id"]);

@@ -55,6 +55,19 @@ pub async fn execute(
 }
 
 /// The table's column names in Redshift, or `None` when it does not exist.
+/// Whether `schema` exists (whoever owns it).
+pub async fn schema_exists(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<bool, StatementError> {
+    const SQL: &str = "SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = $1";
+    let rows = client
+        .query(SQL, &[&schema])
+        .await
+        .map_err(|e| StatementError::new(SQL, &e))?;
+    Ok(!rows.is_empty())
+}
+
 pub async fn table_columns(
     client: &tokio_postgres::Client,
     table: &TableRef,

@@ -3,7 +3,9 @@
 //! `stl_load_errors`, `getdate()`, `json_parse()`, `json_serialize()`,
 //! `is_valid_json()`, and an event trigger that gives every created or altered table a
 //! row trigger applying Redshift's length rules: VARCHAR(n) counts bytes (PostgreSQL
-//! counts characters), CHAR holds single-byte characters only.
+//! counts characters), CHAR holds single-byte characters only. The checks are installed
+//! with the emulator's (superuser) rights, so a user without CREATE on `public` (the
+//! PostgreSQL 15 default, and a loader user as the README creates it) can create tables.
 //!
 //! `SYSDATE`, `pg_last_copy_count()` and `pg_last_copy_id()` need no object: the
 //! statement rewrites in `sql.rs` replace them.
@@ -30,7 +32,7 @@ CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sq
 CREATE OR REPLACE FUNCTION public.is_valid_json(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
   AS $f$ BEGIN PERFORM $1::jsonb; RETURN true; EXCEPTION WHEN others THEN RETURN false; END $f$;
 CREATE OR REPLACE FUNCTION public.rs_emulator_install_checks(rel regclass) RETURNS void
-LANGUAGE plpgsql AS $f$
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public AS $f$
 DECLARE body text; fname text := 'rs_emulator_checks_' || rel::oid;
 BEGIN
   SELECT string_agg(CASE WHEN atttypid = 'varchar'::regtype THEN
