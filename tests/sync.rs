@@ -586,13 +586,8 @@ async fn a_million_rows_load_with_flat_memory() {
     let job = w.apply("big", "  - source: public.big\n").await;
     setup_job(&w, &job).await;
 
-    // The CLI, as an operator runs it. Its peak RSS is its own VmHWM, read until it
-    // exits: wait4's ru_maxrss would include this test process's (Rust spawns with
-    // vfork, and Linux folds the replaced address space's high-water mark into the
-    // child's ru_maxrss at exec).
+    // The CLI, as an operator runs it; its peak RSS is its own (testkit::measure).
     let started = std::time::Instant::now();
-    // Reaped by wait4 below.
-    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
         .args(["run", "big"])
         .env_clear()
@@ -603,37 +598,13 @@ async fn a_million_rows_load_with_flat_memory() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let mut reaped = tokio::task::spawn_blocking(move || {
-        let mut status = 0;
-        let rc = unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert_eq!(rc, pid);
-        status
-    });
-    let mut peak_kib = 0u64;
-    let status = loop {
-        let hwm = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            });
-        peak_kib = peak_kib.max(hwm.unwrap_or(0));
-        tokio::select! {
-            status = &mut reaped => break status.unwrap(),
-            _ = tokio::time::sleep(std::time::Duration::from_millis(20)) => {}
-        }
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-        "run failed: {status}"
-    );
-    let peak_mib = peak_kib as f64 / 1024.0;
+    let run = testkit::measure::wait(child, started).await.unwrap();
+    assert!(run.success, "run failed: {}", run.status);
+    let peak_mib = run.peak_rss_mib;
     eprintln!(
-        "run: {ROWS} rows in {seconds:.1} s ({:.0} rows/s), peak RSS {peak_mib:.1} MiB",
-        ROWS as f64 / seconds
+        "run: {ROWS} rows in {:.1} s ({:.0} rows/s), peak RSS {peak_mib:.1} MiB",
+        run.seconds,
+        ROWS as f64 / run.seconds
     );
     let counts = rows(
         &w.warehouse().await,

@@ -14,6 +14,7 @@
 //! behind.
 
 pub mod invoke;
+pub mod measure;
 pub mod moto;
 pub mod pg;
 pub mod process;
