@@ -219,6 +219,13 @@ pub enum SyncError {
     Load(Box<LoadError>),
     #[error("table {table}: {message}")]
     Other { table: TableRef, message: String },
+    /// A query on one side failed; [`SyncError::located`] names the database.
+    #[error("table {table}: {reason}")]
+    Query {
+        table: TableRef,
+        side: Role,
+        reason: String,
+    },
     /// A database refused or failed: `at` names it (`source database host:port/db`).
     #[error("table {table}: {at}: {reason}")]
     Database {
@@ -251,6 +258,19 @@ impl SyncError {
                     source: Box::new(other),
                 },
             },
+            SyncError::Query {
+                table,
+                side,
+                reason,
+            } => SyncError::Database {
+                table,
+                at: match side {
+                    Role::Source => source_at,
+                    Role::Destination => destination_at,
+                }
+                .to_string(),
+                reason,
+            },
             SyncError::Load(e) if matches!(*e, LoadError::Statement { .. }) => {
                 SyncError::Database {
                     table: table.clone(),
@@ -260,6 +280,18 @@ impl SyncError {
             }
             other => other,
         }
+    }
+}
+
+/// A Redshift statement of a table's run failed while `doing` something.
+fn redshift_error(table: &TableRef, doing: &str, e: &tokio_postgres::Error) -> SyncError {
+    SyncError::Query {
+        table: table.clone(),
+        side: Role::Destination,
+        reason: format!(
+            "{doing} failed: {}",
+            crate::diagnose::explain_error(Role::Destination, e)
+        ),
     }
 }
 
@@ -504,12 +536,14 @@ impl Ctx<'_> {
         let is_time = |k: &KeyColumn| k.pg_type.starts_with("timestamp");
         let ceiling = match first {
             Some(k) if mode == CopyMode::InsertAndUpdate && is_time(k) => Some(
-                self.source_text(&format!(
-                    "SELECT (now() - make_interval(secs => {}))::{}::text",
-                    self.timing.settle_seconds, k.pg_type
-                ))
-                .await
-                .map_err(&other)?,
+                self.source_text(
+                    &table.source,
+                    &format!(
+                        "SELECT (now() - make_interval(secs => {}))::{}::text",
+                        self.timing.settle_seconds, k.pg_type
+                    ),
+                )
+                .await?,
             ),
             _ => None,
         };
@@ -524,15 +558,17 @@ impl Ctx<'_> {
                     && !self.options.continuation =>
             {
                 let floor = self
-                    .source_text(&format!(
-                        "SELECT ({}::{} - make_interval(secs => {}))::{}::text",
-                        crate::quote::pg_literal(&m.cursor[0]),
-                        k.pg_type,
-                        self.timing.lookback_seconds,
-                        k.pg_type
-                    ))
-                    .await
-                    .map_err(&other)?;
+                    .source_text(
+                        &table.source,
+                        &format!(
+                            "SELECT ({}::{} - make_interval(secs => {}))::{}::text",
+                            crate::quote::pg_literal(&m.cursor[0]),
+                            k.pg_type,
+                            self.timing.lookback_seconds,
+                            k.pg_type
+                        ),
+                    )
+                    .await?;
                 Some((floor, m.cursor[0].clone()))
             }
             _ => None,
@@ -556,7 +592,7 @@ impl Ctx<'_> {
             self.redshift
                 .batch_execute(&format!("DROP TABLE IF EXISTS {}", q(&new)))
                 .await
-                .map_err(|e| other(crate::connect::error_chain(&e)))?;
+                .map_err(|e| redshift_error(&table.source, "preparing the new copy", &e))?;
             self.redshift
                 .batch_execute(&format!(
                     "CREATE TABLE {} (LIKE {})",
@@ -564,7 +600,7 @@ impl Ctx<'_> {
                     q(&destination)
                 ))
                 .await
-                .map_err(|e| other(crate::connect::error_chain(&e)))?;
+                .map_err(|e| redshift_error(&table.source, "preparing the new copy", &e))?;
             new
         } else {
             destination.clone()
@@ -933,24 +969,12 @@ impl Ctx<'_> {
             self.redshift
                 .batch_execute(&first)
                 .await
-                .map_err(|e| SyncError::Other {
-                    table: source.clone(),
-                    message: format!(
-                        "swapping in the new table failed: {}",
-                        crate::connect::error_chain(&e)
-                    ),
-                })?;
+                .map_err(|e| redshift_error(source, "swapping in the new table", &e))?;
             self.observe(source, Step::Swapping, chunks, 0)?;
             self.redshift
                 .batch_execute(&second)
                 .await
-                .map_err(|e| SyncError::Other {
-                    table: source.clone(),
-                    message: format!(
-                        "swapping in the new table failed: {}",
-                        crate::connect::error_chain(&e)
-                    ),
-                })
+                .map_err(|e| redshift_error(source, "swapping in the new table", &e))
         }
         .await;
         if result.is_err() {
@@ -978,18 +1002,30 @@ impl Ctx<'_> {
         (rows > 0.0).then_some(rows as u64)
     }
 
-    async fn source_text(&self, sql: &str) -> std::result::Result<String, String> {
+    /// The one value `sql` returns at the source.
+    async fn source_text(
+        &self,
+        table: &TableRef,
+        sql: &str,
+    ) -> std::result::Result<String, SyncError> {
         let rows = self
             .source
             .simple_query(sql)
             .await
-            .map_err(|e| crate::connect::error_chain(&e))?;
+            .map_err(|e| SyncError::Query {
+                table: table.clone(),
+                side: Role::Source,
+                reason: crate::diagnose::explain_error(Role::Source, &e),
+            })?;
         rows.iter()
             .find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
                 _ => None,
             })
-            .ok_or_else(|| format!("`{sql}` returned nothing"))
+            .ok_or_else(|| SyncError::Other {
+                table: table.clone(),
+                message: format!("`{sql}` returned nothing"),
+            })
     }
 
     /// Deletes staged objects; a failure only leaves work for the bucket's lifecycle rule.
