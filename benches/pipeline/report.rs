@@ -141,7 +141,13 @@ pub fn table(results: &Results) -> String {
             m.rows.to_string(),
             format!("{:.2}", m.median_seconds),
             format!("{:.0}", m.rows_per_second),
-            format!("{:.1}", m.mb_per_second),
+            // Only where the source's CSV size is known (not for the incremental and
+            // the larger loads).
+            if m.source_bytes > 0 {
+                format!("{:.1}", m.mb_per_second)
+            } else {
+                "–".to_string()
+            },
             opt(m.ratio_to_baseline, 2),
             opt(m.median_cpu_seconds, 2),
             opt(m.peak_rss_mib, 1),
