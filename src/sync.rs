@@ -116,6 +116,9 @@ pub trait Observer: Send + Sync {
 
     /// A chunk is in S3: its bytes as CSV and as stored (gzip).
     fn staged(&self, _table: &TableRef, _chunk: u64, _csv_bytes: u64, _stored_bytes: u64) {}
+
+    /// The table's run ended, loaded (`ok`) or failed.
+    fn finished(&self, _table: &TableRef, _ok: bool) {}
 }
 
 #[derive(Clone, Default)]
@@ -384,6 +387,9 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
             .await
             .map_err(|e| e.located(&table.source, &source_at, &destination_at));
         ctx.record(table, now, &result).await;
+        if let Some(o) = &options.observer {
+            o.finished(&table.source, result.is_ok());
+        }
         outcomes.push(Outcome {
             table: table.source.clone(),
             result,

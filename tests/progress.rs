@@ -47,6 +47,7 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
         "{tty:?}"
     );
     assert!(tty.contains("\n┌"), "{tty:?}");
+    assert!(tty.contains("done: "), "{tty:?}");
     assert!(!tty.contains("chunk loaded"), "{tty:?}");
 
     // Incremental: no estimate, so a count without a bar or an ETA.
@@ -65,10 +66,28 @@ async fn progress_bars_on_a_terminal_and_log_lines_otherwise() {
     assert!(tty.contains("1/1 tables"), "{tty:?}");
     assert!(!tty.contains("table set up"), "{tty:?}");
     assert!(tty.contains("\n┌") && tty.contains("up to date"), "{tty:?}");
+
+    // A table whose run fails ends its bar as failed, not done.
+    w.source()
+        .await
+        .batch_execute("DROP TABLE items")
+        .await
+        .unwrap();
+    let (ok, tty) = on_a_terminal_status(&w, "run shop --force");
+    assert!(!ok, "{tty}");
+    assert!(tty.contains("FAILED: 0 B staged (0 B as CSV)"), "{tty:?}");
+    assert!(!tty.contains("done: "), "{tty:?}");
 }
 
 /// Runs the CLI with `args` on a pseudo-terminal (from `script`); what it drew.
 fn on_a_terminal(w: &World, args: &str) -> String {
+    let (ok, tty) = on_a_terminal_status(w, args);
+    assert!(ok, "{tty}");
+    tty
+}
+
+/// Like [`on_a_terminal`], and whether the command succeeded.
+fn on_a_terminal_status(w: &World, args: &str) -> (bool, String) {
     let command = format!("{} {args}", env!("CARGO_BIN_EXE_redshift-loader"));
     let out = Command::new("script")
         .args(["-qec", &command, "/dev/null"])
@@ -80,6 +99,5 @@ fn on_a_terminal(w: &World, args: &str) -> String {
         .output()
         .expect("script(1) from util-linux runs");
     let (tty, _) = text(&out);
-    assert!(out.status.success(), "{tty}");
-    tty
+    (out.status.success(), tty)
 }

@@ -150,6 +150,8 @@ struct Bar {
     stored: u64,
     /// The same as CSV.
     csv: u64,
+    /// The last round's table run failed.
+    failed: bool,
 }
 
 /// Without a row count: a spinner with the count so far.
@@ -187,6 +189,7 @@ impl Bars {
                         bar,
                         stored: 0,
                         csv: 0,
+                        failed: false,
                     },
                 ));
                 bars.len() - 1
@@ -248,6 +251,10 @@ impl sync::Observer for Bars {
             b.stored += stored_bytes;
         });
     }
+
+    fn finished(&self, table: &TableRef, ok: bool) {
+        self.with_bar(table, |b| b.failed = !ok);
+    }
 }
 
 impl Drop for Bars {
@@ -258,7 +265,8 @@ impl Drop for Bars {
         }
         for (_, b) in bars.iter() {
             let done = format!(
-                "done: {} staged ({} as CSV)",
+                "{}: {} staged ({} as CSV)",
+                if b.failed { "FAILED" } else { "done" },
                 indicatif::HumanBytes(b.stored),
                 indicatif::HumanBytes(b.csv)
             );
