@@ -13,6 +13,7 @@ pub mod error;
 pub mod fire;
 pub mod lambda;
 pub mod logging;
+pub mod memory;
 pub mod metrics;
 pub mod quote;
 pub mod schedule;

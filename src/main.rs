@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    redshift_loader::memory::settle_allocator();
     if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {
         redshift_loader::lambda::main()
     } else {

@@ -59,20 +59,22 @@ pub async fn extract_chunk(
         let stream = source.copy_out(copy_sql).await.map_err(source_error)?;
         futures_util::pin_mut!(stream);
         let block_bytes = upload.block_bytes();
-        // Room for one more row past the block size, so a block rarely regrows.
-        let new_block = || Vec::with_capacity(block_bytes + 64 * 1024);
-        let mut block = new_block();
+        let mut block = upload.empty_block();
         while let Some(bytes) = stream.next().await {
             let bytes = bytes.map_err(source_error)?;
             encoder.feed(&bytes, &mut block)?;
             if block.len() >= block_bytes && encoder.at_row_start() {
+                let next = upload.empty_block();
                 upload
-                    .write_rows(std::mem::replace(&mut block, new_block()))
+                    .write_rows(std::mem::replace(&mut block, next))
                     .await?;
             }
         }
         encoder.finish(&mut block)?;
-        upload.write_rows(block).await?;
+        // An empty chunk still becomes a valid (empty) object: `finish` sees to it.
+        if !block.is_empty() {
+            upload.write_rows(block).await?;
+        }
         source.batch_execute("COMMIT").await.map_err(source_error)?;
         Ok(())
     }

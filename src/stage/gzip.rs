@@ -14,8 +14,15 @@ pub const BLOCK_BYTES: usize = 1 << 20;
 
 /// One complete gzip member holding `data`.
 pub fn member(data: &[u8], level: Compression) -> std::io::Result<Vec<u8>> {
+    member_into(data, level, Vec::new())
+}
+
+/// [`member`], written into `out` (cleared first), so a caller can reuse one buffer.
+pub fn member_into(data: &[u8], level: Compression, mut out: Vec<u8>) -> std::io::Result<Vec<u8>> {
+    out.clear();
     // Level 1 on CSV compresses about 4:1; start there to avoid regrowth.
-    let mut encoder = flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 3 + 64), level);
+    out.reserve(data.len() / 3 + 64);
+    let mut encoder = flate2::write::GzEncoder::new(out, level);
     encoder.write_all(data)?;
     encoder.finish()
 }
@@ -41,6 +48,13 @@ mod tests {
             file.extend(member(b, Compression::fast()).unwrap());
         }
         assert_eq!(gunzip_all(&file), blocks.concat());
+    }
+
+    #[test]
+    fn a_reused_buffer_holds_only_the_new_member() {
+        let first = member_into(b"1,\"a\"\n", Compression::fast(), Vec::new()).unwrap();
+        let again = member_into(b"2,\"b\"\n", Compression::fast(), first).unwrap();
+        assert_eq!(gunzip_all(&again), b"2,\"b\"\n");
     }
 
     #[test]

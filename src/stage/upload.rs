@@ -40,7 +40,9 @@ pub struct Uploaded {
     pub raw_bytes: u64,
 }
 
-type Member = JoinHandle<std::io::Result<Vec<u8>>>;
+/// A block being compressed: its member, and the block and member buffers back for
+/// reuse.
+type Member = JoinHandle<(std::io::Result<Vec<u8>>, Vec<u8>)>;
 
 pub struct GzipUpload {
     bucket: String,
@@ -52,6 +54,10 @@ pub struct GzipUpload {
     compressing: VecDeque<Member>,
     in_flight: usize,
     members: u64,
+    /// Emptied block and member buffers, reused so that the steady state allocates
+    /// none (at most `in_flight` + 1 of each are kept).
+    spare_blocks: Vec<Vec<u8>>,
+    spare_members: Vec<Vec<u8>>,
     part: Vec<u8>,
     part_bytes: usize,
     pieces: Option<mpsc::Sender<Piece>>,
@@ -91,6 +97,8 @@ impl GzipUpload {
             compressing: VecDeque::new(),
             in_flight: compressors(),
             members: 0,
+            spare_blocks: Vec::new(),
+            spare_members: Vec::new(),
             part: Vec::new(),
             part_bytes: part_bytes.max(MIN_PART_BYTES),
             pieces: Some(tx),
@@ -103,6 +111,14 @@ impl GzipUpload {
     /// The block size [`GzipUpload::write_rows`] callers should aim for.
     pub fn block_bytes(&self) -> usize {
         BLOCK_BYTES
+    }
+
+    /// An empty buffer for the next block: one a compressed block left behind, or a new
+    /// one with room for a block and one more row.
+    pub fn empty_block(&mut self) -> Vec<u8> {
+        self.spare_blocks
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BLOCK_BYTES + 64 * 1024))
     }
 
     fn error(&self, operation: &'static str, reason: impl std::fmt::Display) -> UploadError {
@@ -119,7 +135,8 @@ impl GzipUpload {
         self.raw_bytes += data.len() as u64;
         self.block.extend_from_slice(data);
         if self.block.len() >= BLOCK_BYTES {
-            let block = std::mem::take(&mut self.block);
+            let fresh = self.empty_block();
+            let block = std::mem::replace(&mut self.block, fresh);
             self.compress(block).await?;
         }
         Ok(())
@@ -141,9 +158,10 @@ impl GzipUpload {
             self.take_member().await?;
         }
         let level = self.level;
+        let out = self.spare_members.pop().unwrap_or_default();
         self.compressing
             .push_back(tokio::task::spawn_blocking(move || {
-                gzip::member(&block, level)
+                (gzip::member_into(&block, level, out), block)
             }));
         Ok(())
     }
@@ -154,9 +172,9 @@ impl GzipUpload {
         let Some(next) = self.compressing.pop_front() else {
             return Ok(());
         };
-        let member = match next.await {
-            Ok(Ok(member)) => member,
-            Ok(Err(e)) => return Err(self.error("compressing", e)),
+        let (member, block) = match next.await {
+            Ok((Ok(member), block)) => (member, block),
+            Ok((Err(e), _)) => return Err(self.error("compressing", e)),
             Err(e) => return Err(self.error("compressing", e)),
         };
         self.members += 1;
@@ -165,6 +183,16 @@ impl GzipUpload {
             self.part.reserve(self.part_bytes + BLOCK_BYTES);
         }
         self.part.extend_from_slice(&member);
+        let keep = self.in_flight + 1;
+        for (spare, mut buffer) in [
+            (&mut self.spare_blocks, block),
+            (&mut self.spare_members, member),
+        ] {
+            if spare.len() < keep {
+                buffer.clear();
+                spare.push(buffer);
+            }
+        }
         if self.part.len() >= self.part_bytes {
             let part = std::mem::take(&mut self.part);
             self.send(Piece::Part(part)).await?;
@@ -396,6 +424,35 @@ mod tests {
         assert_eq!((e.operation, e.reason.as_str()), ("UploadPart", "refused"));
         let names: Vec<String> = sink.log().into_iter().map(|(w, _)| w).collect();
         assert_eq!(names, ["part 1", "abort"]);
+    }
+
+    #[tokio::test]
+    async fn compressed_blocks_come_back_empty_for_reuse_and_the_output_is_unchanged() {
+        let sink = Memory::default();
+        let mut upload = GzipUpload::with_sink(sink.clone(), 0);
+        let input = rows(200_000);
+        let mut handed_back = 0;
+        for piece in input.chunks(BLOCK_BYTES / 4) {
+            let spare: Vec<*const u8> = upload.spare_blocks.iter().map(|b| b.as_ptr()).collect();
+            let mut block = upload.empty_block();
+            assert!(block.is_empty());
+            if spare.contains(&block.as_ptr()) {
+                handed_back += 1;
+            }
+            block.extend_from_slice(piece);
+            upload.write_rows(block).await.unwrap();
+            assert!(upload.spare_blocks.len() <= upload.in_flight + 1);
+        }
+        // Once `in_flight` blocks are compressing, each new block is one that was.
+        let blocks = input.chunks(BLOCK_BYTES / 4).count();
+        assert!(blocks > 2 * upload.in_flight, "{blocks} blocks");
+        assert!(
+            handed_back >= blocks - upload.in_flight - 1,
+            "{handed_back} of {blocks}"
+        );
+        upload.finish().await.unwrap();
+        let stored: Vec<u8> = sink.log().into_iter().flat_map(|(_, b)| b).collect();
+        assert_eq!(gunzip(&stored), input);
     }
 
     #[tokio::test]
