@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make lambda`: the function's zip with cargo-lambda (installed from PyPI with its zig
-# linker when missing), for the architecture whose Rust target is installed: arm64 (the
-# template's default) when `aarch64-unknown-linux-gnu` is, else x86_64 (deploy that with
-# `--parameter-overrides Architecture=x86_64`). zig links against Lambda's glibc, so the
-# binary runs on provided.al2023 whatever the build machine's glibc is.
+# linker when missing), for arm64 (the template's default): the aarch64-unknown-linux-gnu
+# Rust target is added with rustup when missing. `LAMBDA_ARCH=x86_64 make lambda` builds
+# x86_64 instead (deploy that with `--parameter-overrides Architecture=x86_64`); so does
+# a machine where the target cannot be added, and it says so. zig links against Lambda's
+# glibc, so the binary runs on provided.al2023 whatever the build machine's glibc is.
 set -euo pipefail
 CARGO_LAMBDA_VERSION=1.9.2
 
@@ -13,13 +14,20 @@ if ! cargo lambda --version 2>/dev/null | grep -q "^cargo-lambda $CARGO_LAMBDA_V
   hash -r
 fi
 
-if rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
-  arch=arm64; flag=--arm64
-else
-  arch=x86_64; flag=--x86-64
-  echo "note: the aarch64-unknown-linux-gnu Rust target is not installed; building x86_64"
-  echo "      (rustup target add aarch64-unknown-linux-gnu for the template's default arm64)"
+arch=${LAMBDA_ARCH:-arm64}
+if [ "$arch" = arm64 ] && ! rustup target list --installed 2>/dev/null | grep -q '^aarch64-unknown-linux-gnu$'; then
+  echo "adding the aarch64-unknown-linux-gnu Rust target (rustup)"
+  if ! rustup target add aarch64-unknown-linux-gnu; then
+    arch=x86_64
+    echo "note: the aarch64 target could not be added; building x86_64" >&2
+    echo "      (deploy it with --parameter-overrides Architecture=x86_64)" >&2
+  fi
 fi
+case "$arch" in
+  arm64) flag=--arm64 ;;
+  x86_64) flag=--x86-64 ;;
+  *) echo "LAMBDA_ARCH must be arm64 or x86_64, not $arch" >&2; exit 2 ;;
+esac
 
 cargo lambda build --release "$flag" --bin redshift-loader --output-format zip
 target=${CARGO_TARGET_DIR:-target}

@@ -54,7 +54,6 @@ pub async fn execute(
         .map_err(|e| StatementError::new(statement, &e))
 }
 
-/// The table's column names in Redshift, or `None` when it does not exist.
 /// Whether `schema` exists (whoever owns it).
 pub async fn schema_exists(
     client: &tokio_postgres::Client,
@@ -68,6 +67,7 @@ pub async fn schema_exists(
     Ok(!rows.is_empty())
 }
 
+/// The table's column names in Redshift, or `None` when it does not exist.
 pub async fn table_columns(
     client: &tokio_postgres::Client,
     table: &TableRef,
