@@ -5,11 +5,13 @@
 //! arenas, which keep what is freed. By default the threshold moves up (to 32 MiB) each
 //! time such a mapping is freed, so after the first staged part, every later part
 //! (5 MiB) and block (1 MiB) comes from an arena, and the arenas of the compressor
-//! threads hold on to fragments of them: peak RSS then grows with the number of chunks
-//! (38 → 53 MiB from 2 to 8 chunks in `make bench`). A fixed threshold stops that: the
-//! staging buffers are mapped and unmapped whole, and the peak stays where the live
-//! buffers put it (31 → 32 MiB; BENCHMARKS.md). The upload reuses its block buffers, so
-//! this costs no page faults per block.
+//! threads hold on to fragments of them: the peak was above the live buffers and moved
+//! with timing and the number of chunks (38–44 MiB for 2 chunks, 42–43 MiB for 8, in
+//! `make bench`). A fixed threshold stops that: the staging buffers are mapped and
+//! unmapped whole, and the peak stays where the live buffers put it (33–35 MiB for
+//! both; BENCHMARKS.md). The upload reuses its
+//! block and member buffers ([`crate::stage::upload::GzipUpload::empty_block`]), so
+//! the fixed threshold costs no page faults per block.
 
 /// Allocations this large or larger are mapped on their own.
 pub const MMAP_THRESHOLD_BYTES: usize = 256 * 1024;
