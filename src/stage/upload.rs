@@ -3,7 +3,8 @@
 //!
 //! 1. the caller hands over blocks of whole rows (or bytes, gathered into blocks);
 //! 2. each block is compressed into its own gzip member on the blocking thread pool,
-//!    as many at once as there are cores, and the members are taken back in order;
+//!    as many at once as there are cores (2 to 8), and the members are taken back in
+//!    order;
 //! 3. members fill parts, and full parts go through a channel of one to the task that
 //!    uploads them ([`super::sink::store_pieces`]) while the next part fills.
 //!
@@ -255,13 +256,17 @@ impl GzipUpload {
     }
 }
 
-/// Blocks compressed at once: one per core, and at least two so that compression
-/// overlaps encoding even on one core.
+/// Blocks compressed at once: one per core, at least two so that compression overlaps
+/// encoding even on one core, and at most [`MAX_COMPRESSORS`] so that memory does not
+/// grow with the host (one source stream cannot feed more).
 fn compressors() -> usize {
     std::thread::available_parallelism()
         .map_or(1, |n| n.get())
-        .max(2)
+        .clamp(2, MAX_COMPRESSORS)
 }
+
+/// Lambda's largest size has 6 vCPUs; one COPY stream keeps about two busy.
+const MAX_COMPRESSORS: usize = 8;
 
 #[cfg(test)]
 mod tests {
