@@ -36,7 +36,6 @@ done
 [[ -f "$work/env" ]] || { echo "the stack did not start:"; cat "$work/stack.log"; exit 1; }
 # shellcheck disable=SC1091
 source "$work/env"
-export LOADER_SETTLE_SECONDS=0   # the demo's changes are seconds old; production waits a little
 psql() { "$psql_bin" -X -q -v ON_ERROR_STOP=1 "$@"; }
 
 step "creating the shop in the source database"

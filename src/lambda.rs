@@ -76,17 +76,18 @@ pub struct Handler {
 }
 
 impl Handler {
-    pub fn from_lookup(app: App, lookup: impl Fn(&str) -> Option<String>) -> Handler {
+    /// Reads the settings; a bad one is refused with its name.
+    pub fn from_lookup(app: App, lookup: impl Fn(&str) -> Option<String>) -> Result<Handler> {
         let margin = lookup("LOADER_DEADLINE_MARGIN_SECONDS")
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_MARGIN);
-        Handler {
-            timing: Timing::from_lookup(&lookup),
+        Ok(Handler {
+            timing: Timing::from_lookup(&lookup).map_err(Error::Usage)?,
             app,
             margin,
             emit_metrics: lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
-        }
+        })
     }
 
     /// Handles one event with `remaining` time before the invocation's deadline.
@@ -304,7 +305,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         let app = App::from_env().await?;
-        let handler = Handler::from_lookup(app, |k| std::env::var(k).ok());
+        let handler = Handler::from_lookup(app, |k| std::env::var(k).ok())?;
         let handler = &handler;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let deadline_ms = event.context.deadline as i64;

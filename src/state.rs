@@ -444,9 +444,11 @@ impl Store {
         }
     }
 
-    /// Stores `document` under `attribute` of the table's item, in one transaction with
-    /// a check that `owner` still holds the table's lease: a run that lost its lease
-    /// cannot move the mark.
+    /// Stores `document` under `attribute` of the table's item and renews the table's
+    /// lease until `lease_until`, in one transaction that holds only while `owner` still
+    /// holds the lease: a run that lost its lease can neither move the mark nor take the
+    /// lease back.
+    #[allow(clippy::too_many_arguments)]
     pub async fn put_table_document_leased(
         &self,
         job: &str,
@@ -455,17 +457,20 @@ impl Store {
         attribute: &str,
         document: &serde_json::Value,
         now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
     ) -> Result<(), StateError> {
-        use aws_sdk_dynamodb::types::{ConditionCheck, TransactWriteItem, Update};
-        let check = ConditionCheck::builder()
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let renew = Update::builder()
             .table_name(&self.table)
             .key("pk", s(job_pk(job)))
             .key("sk", s(lease_sk(table)))
+            .update_expression("SET expires_at = :until")
             .condition_expression("#owner = :owner")
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(lease_until.timestamp().max(0) as u64))
             .build()
-            .expect("complete condition check");
+            .expect("complete lease update");
         let update = Update::builder()
             .table_name(&self.table)
             .key("pk", s(job_pk(job)))
@@ -479,7 +484,7 @@ impl Store {
         let result = self
             .client
             .transact_write_items()
-            .transact_items(TransactWriteItem::builder().condition_check(check).build())
+            .transact_items(TransactWriteItem::builder().update(renew).build())
             .transact_items(TransactWriteItem::builder().update(update).build())
             .send()
             .await;

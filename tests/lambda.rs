@@ -15,10 +15,7 @@ const SHOP: &str = "CREATE TABLE orders (id serial PRIMARY KEY, total int, updat
       FROM generate_series(1, 50) i;";
 
 fn handler(w: &World) -> Handler {
-    Handler::from_lookup(w.app.clone(), |k| match k {
-        "LOADER_SETTLE_SECONDS" => Some("0".into()),
-        _ => None,
-    })
+    Handler::from_lookup(w.app.clone(), |_| None).unwrap()
 }
 
 /// A handler whose deadline is always past: each invocation loads one chunk.
@@ -223,7 +220,6 @@ async fn the_binary_serves_events_from_the_lambda_runtime_api() {
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512")
         .env("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/test")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", "test")
-        .env("LOADER_SETTLE_SECONDS", "0")
         .kill_on_drop(true)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

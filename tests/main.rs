@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one shared local stack (see `tests/testkit`).
 
+mod capture;
 mod errors;
 mod jobs;
 mod lambda;

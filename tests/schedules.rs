@@ -102,7 +102,7 @@ async fn the_sync_schedules_event_and_the_cli_do_the_same() {
         .put_job(&job, None, chrono::Utc::now())
         .await
         .unwrap();
-    let handler = redshift_loader::lambda::Handler::from_lookup(app.clone(), |_| None);
+    let handler = redshift_loader::lambda::Handler::from_lookup(app.clone(), |_| None).unwrap();
     let payload: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),

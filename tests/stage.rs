@@ -136,8 +136,8 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         keys: &keys,
         after: Some(&after),
         floor: None,
-        ceiling: None,
-        null_key: None,
+        upto: None,
+        unseen: None,
         limit: Some(10),
     }));
     let upload = GzipUpload::new(
@@ -152,7 +152,7 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         Load::Json { max_bytes: 65535 },
         Load::Plain,
     ];
-    let out = extract_chunk(&session, &sql, loads, vec![0], false, upload)
+    let out = extract_chunk(&session, None, &sql, loads, vec![0], false, upload)
         .await
         .unwrap();
     assert_eq!(out.stats.rows, 3);

@@ -16,6 +16,10 @@ pub struct World {
     pub function: String,
     pub env: Vec<(String, String)>,
     pub app: App,
+    /// A source cluster of this world's own, when it asked for one: where a test must
+    /// count transaction ids no other test's transactions may touch (ids are per
+    /// cluster, not per database).
+    own_source: Option<testkit::pg::PgCluster>,
 }
 
 impl World {
@@ -51,13 +55,30 @@ impl World {
             function,
             env,
             app,
+            own_source: None,
         }
+    }
+
+    /// A world whose source database is alone in its PostgreSQL cluster.
+    pub async fn with_own_source() -> World {
+        let mut w = World::new().await;
+        let cluster = testkit::pg::PgCluster::start("own-source").await.unwrap();
+        w.names.source_db = cluster.create_database().await.unwrap();
+        let url = cluster.url(&w.names.source_db);
+        for (k, v) in w.env.iter_mut() {
+            if k == "SOURCE_DATABASE_URL" {
+                *v = url.clone();
+            }
+        }
+        w.own_source = Some(cluster);
+        w
     }
 
     /// The source database, directly.
     pub async fn source(&self) -> tokio_postgres::Client {
-        self.stack
-            .source
+        self.own_source
+            .as_ref()
+            .unwrap_or(&self.stack.source)
             .connect(&self.names.source_db)
             .await
             .unwrap()
@@ -73,7 +94,10 @@ impl World {
     }
 
     pub fn source_url(&self) -> String {
-        self.stack.source.url(&self.names.source_db)
+        self.own_source
+            .as_ref()
+            .unwrap_or(&self.stack.source)
+            .url(&self.names.source_db)
     }
 
     pub fn redshift_url(&self) -> String {

@@ -8,13 +8,13 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use crate::support::World;
 
-const TIMING: Timing = Timing {
-    settle_seconds: 0,
-    lookback_seconds: 60,
+pub const TIMING: Timing = Timing {
+    catchup_window_seconds: 86400,
+    lookback_seconds: 0,
     lease_seconds: 600,
 };
 
-async fn setup_job(w: &World, job: &Job) {
+pub async fn setup_job(w: &World, job: &Job) {
     let outcomes = setup::run(&w.app, job, &setup::Options::default(), chrono::Utc::now())
         .await
         .unwrap();
@@ -24,7 +24,7 @@ async fn setup_job(w: &World, job: &Job) {
     }
 }
 
-async fn run(w: &World, job: &Job) -> Vec<Outcome> {
+pub async fn run(w: &World, job: &Job) -> Vec<Outcome> {
     let options = Options {
         run_id: format!("test-{}", uuid::Uuid::new_v4().simple()),
         force: true,
@@ -33,7 +33,7 @@ async fn run(w: &World, job: &Job) -> Vec<Outcome> {
     sync::run(&w.app, job, &options, TIMING).await.unwrap()
 }
 
-fn ok(o: &Outcome) -> &Report {
+pub fn ok(o: &Outcome) -> &Report {
     match &o.result {
         Ok(r) => r,
         Err(e) => panic!("run of {} failed: {e}", o.table),
@@ -41,7 +41,7 @@ fn ok(o: &Outcome) -> &Report {
 }
 
 /// Every row as text, in a UTC session: the canonical form both sides must agree on.
-async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
+pub async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
     client.batch_execute("SET TimeZone = 'UTC'").await.unwrap();
     client
         .simple_query(sql)
@@ -57,7 +57,7 @@ async fn rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-async fn assert_same(w: &World, source_sql: &str, warehouse_sql: &str) {
+pub async fn assert_same(w: &World, source_sql: &str, warehouse_sql: &str) {
     let src = rows(&w.source().await, source_sql).await;
     let dst = rows(&w.warehouse().await, warehouse_sql).await;
     assert!(!src.is_empty());
@@ -593,7 +593,6 @@ async fn a_million_rows_load_with_flat_memory() {
         .env_clear()
         .envs(w.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .env("IMPORT_CHUNK_SIZE", "250000")
-        .env("LOADER_SETTLE_SECONDS", "0")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

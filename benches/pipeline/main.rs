@@ -383,8 +383,8 @@ impl Extract {
             keys: &keys,
             after: None,
             floor: None,
-            ceiling: None,
-            null_key: None,
+            upto: None,
+            unseen: None,
             limit: None,
         }));
         Ok(Extract {
@@ -417,7 +417,6 @@ impl Bench {
             warehouse_db: stack.warehouse_db().await?,
         };
         let mut env = stack.env(&names);
-        env.push(("LOADER_SETTLE_SECONDS".into(), "0".into()));
         if let Some(n) = opts.chunk_size {
             env.push(("IMPORT_CHUNK_SIZE".into(), n.to_string()));
         }
@@ -587,6 +586,7 @@ impl Bench {
                 let upload = GzipUpload::with_sink(NullSink::default(), PART_BYTES);
                 extract_chunk(
                     &session,
+                    None,
                     &e.sql,
                     e.loads.clone(),
                     e.keep.clone(),
@@ -599,6 +599,7 @@ impl Bench {
                 let upload = GzipUpload::new(s3.clone(), &self.names.bucket, key, PART_BYTES);
                 extract_chunk(
                     &session,
+                    None,
                     &e.sql,
                     e.loads.clone(),
                     e.keep.clone(),

@@ -16,7 +16,7 @@ pub async fn run(
 ) -> crate::Result<ExitCode> {
     let app = App::from_env().await?;
     let stored = app.store.require_job(job).await?;
-    let timing = Timing::from_lookup(|k| std::env::var(k).ok());
+    let timing = Timing::from_lookup(|k| std::env::var(k).ok()).map_err(crate::Error::Usage)?;
     // One run reads at most IMPORT_ROW_LIMIT rows per table; the command runs again
     // for the tables with more to load until each is caught up (or fails, or stops
     // moving).

@@ -27,14 +27,19 @@ pub struct Extracted {
     /// The cursor columns of the chunk's last row (`None` for NULL); empty when the
     /// chunk had no rows.
     pub last: Vec<Option<String>>,
+    /// The snapshot the chunk was read under (`xmin:xmax:xip`), when asked for.
+    pub snapshot: Option<String>,
 }
 
 /// Streams `copy_sql` (a `COPY (...) TO STDOUT (FORMAT csv, NULL '\N')`) into `upload`.
 /// `loads` has one entry per column; `keep` names the cursor columns to remember;
-/// `row_number` appends each row's position in the chunk as a last column. On error the
+/// `row_number` appends each row's position in the chunk as a last column.
+/// `snapshot_sql` (a query returning the transaction's snapshot as text) runs first in
+/// the transaction, so the COPY reads under exactly the snapshot it returns. On error the
 /// upload is aborted.
 pub async fn extract_chunk(
     source: &tokio_postgres::Client,
+    snapshot_sql: Option<&str>,
     copy_sql: &str,
     loads: Vec<Load>,
     keep: Vec<usize>,
@@ -51,11 +56,24 @@ pub async fn extract_chunk(
     if row_number {
         encoder = encoder.with_row_number();
     }
-    let result: Result<(), ExtractError> = async {
+    let result: Result<Option<String>, ExtractError> = async {
         source
             .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             .await
             .map_err(source_error)?;
+        // The transaction's first statement takes its snapshot.
+        let snapshot = match snapshot_sql {
+            Some(sql) => source
+                .simple_query(sql)
+                .await
+                .map_err(source_error)?
+                .into_iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                }),
+            None => None,
+        };
         let stream = source.copy_out(copy_sql).await.map_err(source_error)?;
         futures_util::pin_mut!(stream);
         let block_bytes = upload.block_bytes();
@@ -76,14 +94,17 @@ pub async fn extract_chunk(
             upload.write_rows(block).await?;
         }
         source.batch_execute("COMMIT").await.map_err(source_error)?;
-        Ok(())
+        Ok(snapshot)
     }
     .await;
-    if let Err(e) = result {
-        let _ = source.batch_execute("ROLLBACK").await;
-        upload.abort().await;
-        return Err(e);
-    }
+    let snapshot = match result {
+        Ok(snapshot) => snapshot,
+        Err(e) => {
+            let _ = source.batch_execute("ROLLBACK").await;
+            upload.abort().await;
+            return Err(e);
+        }
+    };
     let stats = encoder.stats().clone();
     let last = if stats.rows > 0 {
         encoder.last_kept()
@@ -95,5 +116,6 @@ pub async fn extract_chunk(
         stats,
         uploaded,
         last,
+        snapshot,
     })
 }

@@ -4,6 +4,7 @@
 pub mod extract;
 pub mod query;
 pub mod schema;
+pub mod snapshot;
 
 use crate::connect::{self, ConnectError};
 use crate::secrets::{DbConfig, Role};

@@ -5,15 +5,25 @@
 //! written as literals: quoted by [`crate::quote::pg_literal`] and cast to the key
 //! column's own type, so the comparison uses the column's index and ordering.
 
+use super::snapshot::Unseen;
 use crate::config::TableRef;
 use crate::quote;
 
 /// A cursor column: its name and declared type (`format_type`, e.g. `bigint`,
-/// `timestamp with time zone`).
+/// `timestamp with time zone`, or a domain's name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyColumn {
     pub name: String,
     pub pg_type: String,
+}
+
+/// A lower bound on the first cursor key, inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Floor<'a> {
+    /// `k >= value`.
+    At(&'a str),
+    /// `k >= value - seconds` (a time key), computed by the source in the key's type.
+    Before { value: &'a str, seconds: u64 },
 }
 
 /// What one chunk reads.
@@ -26,68 +36,64 @@ pub struct Chunk<'a> {
     /// a full copy.
     pub keys: &'a [KeyColumn],
     /// The last cursor value loaded (text, as the extract printed it); `None` starts at
-    /// the beginning.
+    /// the beginning (or at `floor`).
     pub after: Option<&'a [String]>,
-    /// Lower bound on the first key, inclusive (the lookback window's start); used
-    /// when there is no cursor yet in this run.
-    pub floor: Option<&'a str>,
-    /// Upper bound on the first key (INSERT_AND_UPDATE's settle ceiling), inclusive.
-    pub ceiling: Option<&'a str>,
-    /// Read only rows where this column is NULL (the pass over rows whose updated key
-    /// is NULL, keyed by the primary key).
-    pub null_key: Option<&'a str>,
+    /// Lower bound on the first key: where a catch-up or a lookback starts.
+    pub floor: Option<Floor<'a>>,
+    /// Upper bound on the whole cursor, inclusive: a catch-up or a lookback reads only
+    /// rows at or behind the mark.
+    pub upto: Option<&'a [String]>,
+    /// Only the rows a read under an earlier snapshot could not see.
+    pub unseen: Option<Unseen<'a>>,
     /// Rows of the chunk; `None` reads everything (FULL_DATA_SYNC).
     pub limit: Option<u64>,
 }
 
-/// `SELECT ... FROM t WHERE (k1, k2) > (v1, v2) AND k1 <= ceiling ORDER BY k1, k2 LIMIT n`.
+/// `SELECT ... FROM t WHERE (k1, k2) > (v1, v2) AND ... ORDER BY k1, k2 LIMIT n`.
 pub fn chunk_select(c: &Chunk) -> String {
     let mut sql = format!(
         "SELECT {} FROM {}",
         c.select.join(", "),
         quote::qualified(&c.table.schema, &c.table.name)
     );
-    let mut conditions = Vec::new();
-    if let Some(column) = c.null_key {
-        conditions.push(format!("{} IS NULL", quote::ident(column)));
-    }
-    if let Some(first) = c.keys.first() {
-        // NULL keys never compare greater: they are read by their own pass.
-        conditions.push(format!("{} IS NOT NULL", quote::ident(&first.name)));
-    }
-    if let Some(after) = c.after {
-        debug_assert_eq!(after.len(), c.keys.len(), "cursor and keys disagree");
-        let cols: Vec<String> = c.keys.iter().map(|k| quote::ident(&k.name)).collect();
-        let vals: Vec<String> = c
-            .keys
+    let cols: Vec<String> = c.keys.iter().map(|k| quote::ident(&k.name)).collect();
+    let tuple = |values: &[String]| -> String {
+        debug_assert_eq!(values.len(), c.keys.len(), "cursor and keys disagree");
+        c.keys
             .iter()
-            .zip(after)
+            .zip(values)
             .map(|(k, v)| typed_literal(v, &k.pg_type))
-            .collect();
-        conditions.push(format!("({}) > ({})", cols.join(", "), vals.join(", ")));
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut conditions = Vec::new();
+    if let Some(after) = c.after {
+        conditions.push(format!("({}) > ({})", cols.join(", "), tuple(after)));
     }
     if let (Some(floor), Some(first)) = (c.floor, c.keys.first()) {
-        conditions.push(format!(
-            "{} >= {}",
-            quote::ident(&first.name),
-            typed_literal(floor, &first.pg_type)
-        ));
+        let bound = match floor {
+            Floor::At(value) => typed_literal(value, &first.pg_type),
+            Floor::Before { value, seconds } => format!(
+                "({} - make_interval(secs => {seconds}))::{}",
+                typed_literal(value, &first.pg_type),
+                first.pg_type
+            ),
+        };
+        conditions.push(format!("{} >= {bound}", quote::ident(&first.name)));
     }
-    if let (Some(ceiling), Some(first)) = (c.ceiling, c.keys.first()) {
-        conditions.push(format!(
-            "{} <= {}",
-            quote::ident(&first.name),
-            typed_literal(ceiling, &first.pg_type)
-        ));
+    if let Some(upto) = c.upto {
+        conditions.push(format!("({}) <= ({})", cols.join(", "), tuple(upto)));
+    }
+    if let Some(u) = c.unseen {
+        conditions.push(u.condition());
     }
     if !conditions.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&conditions.join(" AND "));
     }
     if !c.keys.is_empty() {
-        let order: Vec<String> = c.keys.iter().map(|k| quote::ident(&k.name)).collect();
         sql.push_str(" ORDER BY ");
-        sql.push_str(&order.join(", "));
+        sql.push_str(&cols.join(", "));
     }
     if let Some(n) = c.limit {
         sql.push_str(&format!(" LIMIT {n}"));
@@ -108,11 +114,25 @@ pub fn typed_literal(value: &str, pg_type: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::snapshot::{Snapshot, SnapshotFns};
 
     fn key(name: &str, t: &str) -> KeyColumn {
         KeyColumn {
             name: name.into(),
             pg_type: t.into(),
+        }
+    }
+
+    fn chunk<'a>(t: &'a TableRef, select: &'a [String], keys: &'a [KeyColumn]) -> Chunk<'a> {
+        Chunk {
+            table: t,
+            select,
+            keys,
+            after: None,
+            floor: None,
+            upto: None,
+            unseen: None,
+            limit: None,
         }
     }
 
@@ -125,18 +145,12 @@ mod tests {
             key("id", "bigint"),
         ];
         let sql = chunk_select(&Chunk {
-            table: &t,
-            select: &select,
-            keys: &keys,
-            after: None,
-            floor: Some("2024-05-01 09:00:00+00"),
-            ceiling: Some("2024-05-01 10:00:00+00"),
-            null_key: None,
             limit: Some(7),
+            ..chunk(&t, &select, &keys)
         });
         assert_eq!(
             sql,
-            "SELECT \"id\", \"meta\"::text FROM \"public\".\"orders\" WHERE \"updated_at\" IS NOT NULL AND \"updated_at\" >= '2024-05-01 09:00:00+00'::timestamp with time zone AND \"updated_at\" <= '2024-05-01 10:00:00+00'::timestamp with time zone ORDER BY \"updated_at\", \"id\" LIMIT 7"
+            "SELECT \"id\", \"meta\"::text FROM \"public\".\"orders\" ORDER BY \"updated_at\", \"id\" LIMIT 7"
         );
     }
 
@@ -147,39 +161,70 @@ mod tests {
         let keys = [key("a", "integer"), key("b", "text")];
         let after = ["5".to_string(), "it's".to_string()];
         let sql = chunk_select(&Chunk {
-            table: &t,
-            select: &select,
-            keys: &keys,
             after: Some(&after),
-            floor: None,
-            ceiling: None,
-            null_key: None,
             limit: Some(100),
+            ..chunk(&t, &select, &keys)
         });
         assert_eq!(
             sql,
-            "SELECT \"a\" FROM \"Sales\".\"Order \"\"Items\"\"\" WHERE \"a\" IS NOT NULL AND (\"a\", \"b\") > ('5'::integer, 'it''s'::text) ORDER BY \"a\", \"b\" LIMIT 100"
+            "SELECT \"a\" FROM \"Sales\".\"Order \"\"Items\"\"\" WHERE (\"a\", \"b\") > ('5'::integer, 'it''s'::text) ORDER BY \"a\", \"b\" LIMIT 100"
         );
     }
 
     #[test]
-    fn the_null_pass_reads_rows_without_an_updated_key_by_primary_key() {
+    fn a_catch_up_reads_rows_behind_the_mark_written_since_a_snapshot() {
         let t = TableRef::new("public", "orders");
         let select = vec!["\"id\"".to_string()];
-        let keys = [key("id", "bigint")];
+        let keys = [
+            key("updated_at", "timestamp with time zone"),
+            key("id", "bigint"),
+        ];
+        let mark = ["2024-05-01 10:00:00+00".to_string(), "42".to_string()];
         let sql = chunk_select(&Chunk {
-            table: &t,
-            select: &select,
-            keys: &keys,
-            after: None,
-            floor: None,
-            ceiling: None,
-            null_key: Some("updated_at"),
+            floor: Some(Floor::Before {
+                value: "2024-05-01 10:00:00+00",
+                seconds: 86400,
+            }),
+            upto: Some(&mark),
+            unseen: Some(Unseen {
+                snapshot: &Snapshot::parse("4294967400:4294967410:").unwrap(),
+                fns: SnapshotFns::Pg13,
+            }),
             limit: Some(5),
+            ..chunk(&t, &select, &keys)
         });
         assert_eq!(
             sql,
-            "SELECT \"id\" FROM \"public\".\"orders\" WHERE \"updated_at\" IS NULL AND \"id\" IS NOT NULL ORDER BY \"id\" LIMIT 5"
+            "SELECT \"id\" FROM \"public\".\"orders\" WHERE \"updated_at\" >= ('2024-05-01 10:00:00+00'::timestamp with time zone - make_interval(secs => 86400))::timestamp with time zone \
+             AND (\"updated_at\", \"id\") <= ('2024-05-01 10:00:00+00'::timestamp with time zone, '42'::bigint) \
+             AND ((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - ((((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - xmin::text::bigint) % 4294967296) + 4294967296) % 4294967296) >= 4294967400 \
+             ORDER BY \"updated_at\", \"id\" LIMIT 5"
+        );
+    }
+
+    #[test]
+    fn an_integer_catch_up_starts_at_a_value_and_old_servers_use_txid() {
+        let t = TableRef::new("public", "events");
+        let select = vec!["\"id\"".to_string()];
+        let keys = [key("id", "integer")];
+        let mark = ["900".to_string()];
+        let after = ["120".to_string()];
+        let sql = chunk_select(&Chunk {
+            after: Some(&after),
+            floor: Some(Floor::At("100")),
+            upto: Some(&mark),
+            unseen: Some(Unseen {
+                snapshot: &Snapshot::parse("7:9:").unwrap(),
+                fns: SnapshotFns::for_version(120015),
+            }),
+            limit: Some(5),
+            ..chunk(&t, &select, &keys)
+        });
+        assert_eq!(
+            sql,
+            "SELECT \"id\" FROM \"public\".\"events\" WHERE (\"id\") > ('120'::integer) AND \"id\" >= '100'::integer AND (\"id\") <= ('900'::integer) \
+             AND ((SELECT txid_snapshot_xmax(txid_current_snapshot())) - ((((SELECT txid_snapshot_xmax(txid_current_snapshot())) - xmin::text::bigint) % 4294967296) + 4294967296) % 4294967296) >= 7 \
+             ORDER BY \"id\" LIMIT 5"
         );
     }
 
@@ -187,16 +232,7 @@ mod tests {
     fn a_full_copy_has_no_cursor() {
         let t = TableRef::new("public", "countries");
         let select = vec!["\"code\"".to_string()];
-        let sql = chunk_select(&Chunk {
-            table: &t,
-            select: &select,
-            keys: &[],
-            after: None,
-            floor: None,
-            ceiling: None,
-            null_key: None,
-            limit: None,
-        });
+        let sql = chunk_select(&chunk(&t, &select, &[]));
         assert_eq!(sql, "SELECT \"code\" FROM \"public\".\"countries\"");
         assert_eq!(
             copy_out(&sql),

@@ -30,9 +30,10 @@ pub enum LoadError {
         loaded: u64,
         written: u64,
     },
-    /// The caller's `before_commit` said stop: the transaction was rolled back.
-    #[error("{0}")]
-    Interrupted(Box<crate::sync::SyncError>),
+    /// The caller's `before_commit` said stop (its reason): the transaction was rolled
+    /// back.
+    #[error("stopped before the commit: {0}")]
+    Interrupted(String),
     #[error("Redshift: loading {table} failed at `{statement}`: {reason}")]
     Statement {
         table: TableRef,
@@ -62,7 +63,7 @@ pub async fn load_chunk(
     from: &CopyFrom<'_>,
     staged_prefix: &str,
     rows_written: u64,
-    before_commit: &(dyn Fn() -> Result<(), crate::sync::SyncError> + Sync),
+    before_commit: &(dyn Fn() -> Result<(), String> + Sync),
 ) -> Result<(), LoadError> {
     let mut staged: Vec<ColumnDef> = columns.to_vec();
     if let Merge::Upsert { .. } = merge {
@@ -90,7 +91,7 @@ pub async fn load_chunk(
                 written: rows_written,
             });
         }
-        before_commit().map_err(|e| LoadError::Interrupted(Box::new(e)))?;
+        before_commit().map_err(LoadError::Interrupted)?;
         statements.clear();
         if let Merge::Upsert { key } = merge {
             statements.push(sql::dedupe_stage(STAGE, key, ROW_ORDER));

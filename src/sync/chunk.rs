@@ -1,0 +1,196 @@
+//! The chunk executor: one chunk from the source into Redshift. Extract (`COPY (SELECT
+//! ...) TO STDOUT` under a recorded snapshot) → encode → gzip into S3 → manifest →
+//! `COPY` into a stage → merge, in one Redshift transaction. The mark is not its
+//! business: the caller moves it once this returns.
+
+use super::mark::Snapshot;
+use super::plan::{Pass, PassKind};
+use super::table::TableRun;
+use super::{Ctx, Report, Step, SyncError};
+use crate::source::extract::extract_chunk;
+use crate::source::query::{self, Chunk};
+use crate::source::snapshot::Unseen;
+use crate::stage::key;
+use crate::stage::upload::{GzipUpload, MIN_PART_BYTES};
+use crate::warehouse::load::{load_chunk, LoadError, Merge};
+use crate::warehouse::sql::CopyFrom;
+
+/// What one chunk did.
+pub(super) struct Done {
+    pub rows: u64,
+    /// The cursor values of its last row (empty when it had none).
+    pub last: Vec<String>,
+    /// The snapshot it was read under (sources with `xmin`).
+    pub snapshot: Option<Snapshot>,
+}
+
+impl Ctx<'_> {
+    /// Reads at most `budget` rows of `pass` after `after`, and loads them.
+    pub(super) async fn chunk(
+        &self,
+        run: &TableRun<'_>,
+        pass: &Pass,
+        after: Option<&[String]>,
+        budget: u64,
+        chunk_no: u64,
+        report: &mut Report,
+    ) -> Result<Done, SyncError> {
+        let table = &run.table.source;
+        let prefix = key::chunk_prefix(
+            &self.app.settings.staging_prefix,
+            &self.job.name,
+            table,
+            &self.options.run_id,
+            chunk_no,
+        );
+        let part = key::part_key(&prefix, 1, "csv.gz");
+        let sql = query::copy_out(&query::chunk_select(&Chunk {
+            table,
+            select: &run.select,
+            keys: &run.keys,
+            after,
+            floor: pass.floor.as_ref().map(|f| f.as_query()),
+            upto: pass.upto.as_deref(),
+            unseen: pass.unseen.as_ref().map(|snapshot| Unseen {
+                snapshot,
+                fns: self.fns,
+            }),
+            limit: (!run.keys.is_empty()).then_some(budget),
+        }));
+        // S3's smallest parts: memory holds up to three (filling, queued, storing).
+        let upload = GzipUpload::new(
+            self.app.clients.s3.clone(),
+            &self.bucket,
+            &part,
+            MIN_PART_BYTES,
+        );
+        let upsert = !run.full() && !run.pk_redshift.is_empty();
+        let extracted = extract_chunk(
+            &self.source,
+            run.has_xmin.then(|| self.fns.snapshot_sql()),
+            &sql,
+            run.loads.clone(),
+            run.keep.clone(),
+            // The row's place in the chunk, for deduplication (ROW_ORDER).
+            upsert,
+            upload,
+        )
+        .await
+        .map_err(|source| SyncError::Extract {
+            table: table.clone(),
+            source: Box::new(source),
+        })?;
+        let snapshot = match extracted.snapshot.as_deref() {
+            None => None,
+            Some(text) => Some(Snapshot::parse(text).ok_or_else(|| SyncError::Other {
+                table: table.clone(),
+                message: format!("the source's snapshot {text:?} is not xmin:xmax:xip"),
+            })?),
+        };
+        let rows = extracted.stats.rows;
+        if rows == 0 {
+            self.cleanup(&[part]).await;
+            report.empty_reads += 1;
+            return Ok(Done {
+                rows,
+                last: Vec::new(),
+                snapshot,
+            });
+        }
+        if let Some(o) = &self.options.observer {
+            o.staged(
+                table,
+                chunk_no,
+                extracted.uploaded.raw_bytes,
+                extracted.uploaded.bytes,
+            );
+        }
+        self.observe(table, Step::Extracted, chunk_no, rows)?;
+        let manifest_key = key::manifest_key(&prefix);
+        let manifest = key::manifest(&self.bucket, &[(part.clone(), extracted.uploaded.bytes)]);
+        self.app
+            .clients
+            .s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&manifest_key)
+            .body(manifest.into_bytes().into())
+            .send()
+            .await
+            .map_err(|e| SyncError::Other {
+                table: table.clone(),
+                message: format!(
+                    "staging the manifest failed: {}",
+                    crate::connect::error_chain(&e)
+                ),
+            })?;
+        self.observe(table, Step::Staged, chunk_no, rows)?;
+        let manifest_url = format!("s3://{}/{manifest_key}", self.bucket);
+        let from = CopyFrom {
+            manifest_url: &manifest_url,
+            iam_role: &self.iam_role,
+            region: None,
+        };
+        let merge = if upsert {
+            Merge::Upsert {
+                key: &run.pk_redshift,
+            }
+        } else {
+            Merge::Append
+        };
+        let staged = format!("s3://{}/{prefix}/", self.bucket);
+        // Inside the transaction, before COMMIT: an observer that says stop rolls the
+        // chunk back (as a crash there would).
+        let before_commit = || match &self.options.observer {
+            Some(o) => o.step(table, Step::Copied, chunk_no, rows),
+            None => Ok(()),
+        };
+        let loaded = load_chunk(
+            &self.redshift,
+            &run.target,
+            &run.defs,
+            merge,
+            &from,
+            &staged,
+            rows,
+            &before_commit,
+        )
+        .await;
+        match loaded {
+            Ok(()) => {}
+            Err(LoadError::Interrupted(reason)) => {
+                return Err(SyncError::Interrupted {
+                    table: table.clone(),
+                    step: Step::Copied,
+                    chunk: chunk_no,
+                    reason,
+                })
+            }
+            Err(e) => {
+                self.cleanup(&[part, manifest_key]).await;
+                return Err(SyncError::Load(Box::new(e)));
+            }
+        }
+        self.observe(table, Step::Committed, chunk_no, rows)?;
+        report.rows += rows;
+        match pass.kind {
+            PassKind::CatchUp => report.late_rows += rows,
+            PassKind::Lookback => report.reread_rows += rows,
+            PassKind::Forward => {}
+        }
+        report.chunks += 1;
+        report.bytes_staged += extracted.uploaded.bytes;
+        report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
+        report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
+        self.cleanup(&[part, manifest_key]).await;
+        Ok(Done {
+            rows,
+            last: extracted
+                .last
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
+            snapshot,
+        })
+    }
+}

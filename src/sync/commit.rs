@@ -1,0 +1,59 @@
+//! The commit protocol: after Redshift committed a chunk, the mark moves with the
+//! snapshot it was read under, and the table's lease is renewed, in one DynamoDB
+//! transaction that holds only while this run still owns the lease. A run that lost its
+//! lease cannot move the mark; a crash before this write makes the next run read the
+//! chunk again, which the merge makes harmless.
+
+use chrono::Utc;
+
+use super::mark::Mark;
+use super::{Ctx, Step, SyncError, MARK};
+use crate::config::Table;
+
+impl Ctx<'_> {
+    /// Stores `mark` (cursor, snapshot, catch-up progress, checkpoints) and renews the
+    /// lease.
+    pub(super) async fn commit_mark(
+        &self,
+        table: &Table,
+        mark: &Mark,
+        chunk: u64,
+        rows: u64,
+    ) -> Result<(), SyncError> {
+        let now = Utc::now();
+        self.app
+            .store
+            .put_table_document_leased(
+                &self.job.name,
+                &table.source,
+                &self.options.run_id,
+                MARK,
+                &serde_json::to_value(mark).expect("marks serialize"),
+                now,
+                now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
+            )
+            .await
+            .map_err(Self::state_error(table))?;
+        if rows > 0 {
+            self.observe(&table.source, Step::MarkMoved, chunk, rows)?;
+        }
+        Ok(())
+    }
+
+    /// Renews the lease after a chunk that does not move the mark (a lookback re-read, a
+    /// full copy's chunk), so a long run keeps it.
+    pub(super) async fn renew_lease(&self, table: &Table) -> Result<(), SyncError> {
+        let now = Utc::now();
+        self.app
+            .store
+            .acquire_lease(
+                &self.job.name,
+                &table.source,
+                &self.options.run_id,
+                now,
+                now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
+            )
+            .await
+            .map_err(Self::state_error(table))
+    }
+}

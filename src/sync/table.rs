@@ -1,0 +1,318 @@
+//! One table's run: its keys from setup's decisions checked against the source's
+//! catalog, the planner's passes, then chunk after chunk until caught up, the row limit
+//! or the deadline.
+
+use std::time::Instant;
+
+use chrono::Utc;
+
+use super::mark::{CatchUp, Mark, Snapshot};
+use super::plan::{self, Pass, PassKind};
+use super::{parse_source_time, Ctx, Report, SyncError};
+use crate::config::{CopyMode, Limits, Table, TableRef};
+use crate::setup::Decisions;
+use crate::source::query::KeyColumn;
+use crate::warehouse::sql::ColumnDef;
+use crate::warehouse::types::Load;
+
+/// What every chunk of a table's run shares.
+pub(super) struct TableRun<'a> {
+    pub table: &'a Table,
+    pub mode: CopyMode,
+    pub select: Vec<String>,
+    pub loads: Vec<Load>,
+    pub defs: Vec<ColumnDef>,
+    /// The cursor: `(updated, pk...)`, `(pk...)`, or empty (a full copy without a key).
+    pub keys: Vec<KeyColumn>,
+    /// The cursor columns' positions among the extracted columns.
+    pub keep: Vec<usize>,
+    /// The primary key's Redshift names (the merge key).
+    pub pk_redshift: Vec<String>,
+    /// The rows carry `xmin`, so reads record their snapshot and runs catch up exactly.
+    pub has_xmin: bool,
+    /// Where chunks land: the destination, or a full copy's new table.
+    pub target: TableRef,
+}
+
+impl TableRun<'_> {
+    pub fn full(&self) -> bool {
+        self.mode == CopyMode::FullDataSync
+    }
+}
+
+impl Ctx<'_> {
+    pub(super) async fn load_table(
+        &self,
+        table: &Table,
+        d: &Decisions,
+    ) -> Result<Report, SyncError> {
+        let other = |message: String| SyncError::Other {
+            table: table.source.clone(),
+            message,
+        };
+        let limits = Limits::resolve(
+            table,
+            self.app.settings.import_chunk_size.as_deref(),
+            self.app.settings.import_row_limit.as_deref(),
+        )
+        .map_err(|e| other(e.to_string()))?;
+        let mode = d.copy_mode.value;
+        let columns: Vec<_> = d.live_columns().collect();
+        let source = crate::source::schema::introspect(
+            &self.source,
+            &table.source,
+            &table.column_casts,
+        )
+        .await
+        .map_err(|e| SyncError::Schema(Box::new(e)))?;
+
+        // The cursor: (updated, pk...) or (pk...); a full copy pages by pk when it has
+        // one whose columns cannot be NULL.
+        let mut key_names: Vec<String> = Vec::new();
+        if mode == CopyMode::InsertAndUpdate {
+            key_names.extend(d.updated_key.value.clone());
+        }
+        key_names.extend(d.primary_key.value.iter().cloned());
+        let nullable: Vec<&String> = key_names
+            .iter()
+            .filter(|k| source.column(k).is_some_and(|c| !c.not_null))
+            .collect();
+        if mode == CopyMode::FullDataSync && !nullable.is_empty() {
+            key_names.clear();
+        } else if let Some(k) = nullable.first() {
+            return Err(other(format!(
+                "key column {col} allows NULL at the source, and a NULL key can be neither followed nor merged: add NOT NULL (ALTER TABLE {t} ALTER COLUMN {col} SET NOT NULL), or choose other columns with primary_key/updated_key, then run setup again",
+                col = crate::quote::ident(k),
+                t = crate::quote::qualified(&table.source.schema, &table.source.name),
+            )));
+        }
+        let keys: Vec<KeyColumn> = key_names
+            .iter()
+            .map(|k| {
+                let c = columns.iter().find(|c| &c.source == k).ok_or_else(|| {
+                    other(format!(
+                        "key column {k} is not among the copied columns; run setup again"
+                    ))
+                })?;
+                Ok(KeyColumn {
+                    name: k.clone(),
+                    pg_type: c.source_type.clone(),
+                })
+            })
+            .collect::<Result<_, SyncError>>()?;
+        let keep: Vec<usize> = key_names
+            .iter()
+            .filter_map(|k| columns.iter().position(|c| &c.source == k))
+            .collect();
+        let pk_redshift: Vec<String> = d
+            .primary_key
+            .value
+            .iter()
+            .filter_map(|k| {
+                columns
+                    .iter()
+                    .find(|c| &c.source == k)
+                    .map(|c| c.name.clone())
+            })
+            .collect();
+        // Windows on the first key are measured in time when its base type (domains
+        // resolved, casts applied) is one.
+        let first_key_is_time = key_names
+            .first()
+            .and_then(|k| source.column(k))
+            .is_some_and(|c| plan::is_time_type(&c.pg_type.name));
+        let has_xmin = matches!(source.kind, 'r' | 'p');
+
+        let store = &self.app.store;
+        let job = &self.job.name;
+        let mark: Option<Mark> = if self.options.from_scratch || mode == CopyMode::FullDataSync {
+            None
+        } else {
+            store
+                .get_table_document(job, &table.source, super::MARK)
+                .await
+                .map_err(Self::state_error(table))?
+                .and_then(|m| serde_json::from_value::<Mark>(m).ok())
+                .filter(|m| m.mode == mode && m.keys == key_names)
+        };
+        let now = Utc::now();
+        let passes = plan::passes(&plan::Inputs {
+            mode,
+            keys: keys.len(),
+            first_key_is_time,
+            has_xmin,
+            mark: mark.as_ref(),
+            continuation: self.options.continuation,
+            catchup_window_seconds: self.timing.catchup_window_seconds,
+            lookback_seconds: self.timing.lookback_seconds,
+            now,
+        });
+
+        if let Some(o) = &self.options.observer {
+            if mark.is_none() {
+                if let Some(rows) = self.estimate_rows(&table.source).await {
+                    o.estimated(&table.source, rows);
+                }
+            }
+        }
+
+        let target = if mode == CopyMode::FullDataSync {
+            self.prepare_new_copy(&table.source, &d.destination).await?
+        } else {
+            d.destination.clone()
+        };
+        let run = TableRun {
+            table,
+            mode,
+            select: columns.iter().map(|c| c.select.clone()).collect(),
+            loads: columns.iter().map(|c| c.load).collect(),
+            defs: columns
+                .iter()
+                .map(|c| ColumnDef {
+                    name: c.name.clone(),
+                    redshift_type: c.redshift_type.clone(),
+                    not_null: false,
+                })
+                .collect(),
+            keys,
+            keep,
+            pk_redshift,
+            has_xmin,
+            target,
+        };
+        let mut stored = mark.unwrap_or(Mark {
+            mode,
+            keys: key_names,
+            cursor: Vec::new(),
+            snapshot: None,
+            catchup: None,
+            checkpoints: Vec::new(),
+        });
+        let mut report = Report::default();
+        report.caught_up = self
+            .make_passes(&run, &passes, limits, &mut stored, &mut report)
+            .await?;
+        report.lag_seconds = if report.caught_up {
+            Some(0)
+        } else if first_key_is_time {
+            stored
+                .cursor
+                .first()
+                .and_then(|t| parse_source_time(t))
+                .map(|t| (Utc::now() - t).num_seconds().max(0))
+        } else {
+            None
+        };
+        if run.full() {
+            if !report.caught_up {
+                return Err(other(
+                    "FULL_DATA_SYNC stopped before the end of the table; nothing was swapped in"
+                        .into(),
+                ));
+            }
+            self.swap(&table.source, &d.destination, &run.target, report.chunks)
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Makes the passes in order; true when every one reached its end.
+    async fn make_passes(
+        &self,
+        run: &TableRun<'_>,
+        passes: &[Pass],
+        limits: Limits,
+        stored: &mut Mark,
+        report: &mut Report,
+    ) -> Result<bool, SyncError> {
+        // The earliest snapshot read under since the last finished catch-up (or since the
+        // first load began): stored with the mark, it bounds what the next catch-up reads.
+        let mut horizon: Option<Snapshot> = None;
+        let mut started = 0u64;
+        for pass in passes {
+            let mut after = pass.after.clone();
+            // A catch-up that goes on keeps the snapshot of its first read.
+            let mut catchup_first: Option<Snapshot> = match pass.kind {
+                PassKind::CatchUp => stored.catchup.as_ref().map(|c| c.snapshot.clone()),
+                _ => None,
+            };
+            loop {
+                // The lookback re-read and a full copy are not cut short by the row limit.
+                let budget = if run.full() || pass.kind == PassKind::Lookback {
+                    limits.chunk_size
+                } else {
+                    limits
+                        .row_limit
+                        .saturating_sub(report.rows)
+                        .min(limits.chunk_size)
+                };
+                if budget == 0 {
+                    return Ok(false);
+                }
+                // Past the deadline no new chunk starts; the first always does, so a chain
+                // of continuations always moves.
+                if started > 0
+                    && !run.full()
+                    && self.options.deadline.is_some_and(|d| Instant::now() >= d)
+                {
+                    return Ok(false);
+                }
+                started += 1;
+                let chunk_no = report.chunks + 1 + report.empty_reads;
+                let done = self
+                    .chunk(run, pass, after.as_deref(), budget, chunk_no, report)
+                    .await?;
+                let finished = run.keys.is_empty() || done.rows < budget;
+                match pass.kind {
+                    PassKind::CatchUp => {
+                        let snapshot = done.snapshot.clone().ok_or_else(|| SyncError::Other {
+                            table: run.table.source.clone(),
+                            message: "the source did not return its snapshot".into(),
+                        })?;
+                        let first = catchup_first.get_or_insert(snapshot).clone();
+                        if finished {
+                            // Everything behind the mark the stored snapshot could not see
+                            // has now been read under `first` or later.
+                            stored.snapshot = Some(first.clone());
+                            stored.catchup = None;
+                            horizon = Some(first);
+                        } else {
+                            stored.catchup = Some(CatchUp {
+                                snapshot: first,
+                                after: done.last.clone(),
+                            });
+                        }
+                        self.commit_mark(run.table, stored, chunk_no, done.rows)
+                            .await?;
+                    }
+                    PassKind::Lookback => {
+                        if done.rows > 0 {
+                            self.renew_lease(run.table).await?;
+                        }
+                    }
+                    PassKind::Forward => {
+                        if done.rows > 0 && !run.full() && !run.keys.is_empty() {
+                            // The first read after the last finished catch-up (or the first
+                            // read of a first load) sees least: later reads see all it saw.
+                            if horizon.is_none() {
+                                horizon = done.snapshot.clone();
+                            }
+                            stored.cursor = done.last.clone();
+                            stored.snapshot = horizon.clone();
+                            stored.checkpoint(Utc::now(), self.timing.catchup_window_seconds);
+                            self.commit_mark(run.table, stored, chunk_no, done.rows)
+                                .await?;
+                        } else if done.rows > 0 {
+                            self.renew_lease(run.table).await?;
+                        }
+                    }
+                }
+                if finished {
+                    break;
+                }
+                after = Some(done.last);
+            }
+        }
+        Ok(true)
+    }
+}
