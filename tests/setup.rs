@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use redshift_loader::config::{CopyMode, TableRef};
+use redshift_loader::setup::plan::LateCommits;
 use redshift_loader::setup::{self, Decisions, Options, Outcome, DECISIONS, SETUP_ERROR};
 
 use crate::support::{text, World};
@@ -583,11 +584,21 @@ async fn cli_setup_prints_decisions_and_dry_run_ddl() {
         "create table analytics.orders",
         "DECIMAL(38,10)",
         "warning: column \"total\"",
+        "late commits: transaction ids (exact: each run first loads the rows behind its mark",
         "warning: no index at the source starts with (\"updated_at\", \"id\")",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
     assert_eq!(stored_columns(&w, "analytics", "orders").await.len(), 3);
+
+    let out = w.cli(&["--json", "setup", "cli"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["tables"][0]["decisions"]["late_commits"]["value"], "transaction_ids",
+        "{stdout}"
+    );
 
     let out = w.cli(&["setup", "cli", "--table", "public.nope"]);
     let (_, stderr) = text(&out);
@@ -801,4 +812,70 @@ async fn a_composite_index_is_advised_when_no_index_starts_with_the_chunk_order(
                 .to_string()
         ]
     );
+}
+
+#[tokio::test]
+async fn decisions_say_which_protection_against_late_commits_each_table_has() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE base_orders (id bigint PRIMARY KEY, total int, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON base_orders (updated_at, id);
+             CREATE VIEW recent_orders AS SELECT id, total, updated_at FROM base_orders;
+             CREATE MATERIALIZED VIEW order_totals AS SELECT id, total FROM base_orders;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "protection",
+            "  - source: public.base_orders\n  \
+             - source: public.recent_orders\n    copy_mode: INSERT_AND_UPDATE\n    primary_key: id\n    updated_key: updated_at\n  \
+             - source: public.order_totals\n",
+        )
+        .await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    let late = |i: usize| {
+        let l = ok(&outcomes[i]).decisions.late_commits.clone().unwrap();
+        (l.value, l.why)
+    };
+    assert_eq!(
+        late(0),
+        (
+            LateCommits::TransactionIds,
+            "exact: each run first loads the rows behind its mark written by transactions the previous read could not see \
+             (xmin against its snapshot), looking back LOADER_CATCHUP_WINDOW (default 24h) of the first key"
+                .into()
+        )
+    );
+    assert_eq!(
+        late(1),
+        (
+            LateCommits::Lookback,
+            "the source is a view (no xmin): a late commit is caught only when LOADER_LOOKBACK_SECONDS is set; \
+             point the job at the underlying table for exact capture"
+                .into()
+        )
+    );
+    assert_eq!(
+        late(2),
+        (
+            LateCommits::NotNeeded,
+            "not needed: every run copies the whole table".into()
+        )
+    );
+    // What the runs read back, as stored.
+    let stored = w
+        .app
+        .store
+        .get_table_document(
+            "protection",
+            &"public.recent_orders".parse().unwrap(),
+            DECISIONS,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["late_commits"]["value"], "lookback");
 }

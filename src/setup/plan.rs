@@ -72,6 +72,28 @@ pub struct PlannedColumn {
     pub dropped: bool,
 }
 
+/// How a run finds rows that committed after the read that passed their key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LateCommits {
+    /// By transaction id: rows behind the mark whose xmin the last read's snapshot could not see.
+    TransactionIds,
+    /// The source has no xmin (view, materialized view, foreign table): only the opt-in LOADER_LOOKBACK_SECONDS re-read.
+    Lookback,
+    /// FULL_DATA_SYNC reads the whole table every run.
+    NotNeeded,
+}
+
+impl fmt::Display for LateCommits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LateCommits::TransactionIds => "transaction ids",
+            LateCommits::Lookback => "lookback",
+            LateCommits::NotNeeded => "not needed",
+        })
+    }
+}
+
 /// Setup's decisions for one table: stored in DynamoDB (`TABLE#` item, `setup`) and
 /// read by every run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +104,9 @@ pub struct Decisions {
     /// Source column names; empty when the table has none (FULL_DATA_SYNC).
     pub primary_key: Choice<Vec<String>>,
     pub updated_key: Choice<Option<String>>,
+    /// Absent in decisions stored before setup said which protection a table has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_commits: Option<Choice<LateCommits>>,
     pub dist_key: Option<String>,
     pub sort_key: Vec<String>,
     pub columns: Vec<PlannedColumn>,
@@ -408,6 +433,7 @@ pub fn plan_table(
         decisions: Decisions {
             source: table.source.clone(),
             destination,
+            late_commits: Some(late_commits(source.kind, keys.copy_mode.value)),
             copy_mode: keys.copy_mode,
             primary_key: keys.primary_key,
             updated_key: keys.updated_key,
@@ -427,6 +453,29 @@ pub fn destination_of(schema: &str, table: &Table) -> Result<TableRef, String> {
     let name = quote::redshift_name(table.destination_name())
         .map_err(|e| format!("destination table name: {e}"))?;
     Ok(TableRef::new(schema, name))
+}
+
+/// Which protection against late commits a table gets: `kind` is the source's
+/// `pg_class.relkind`.
+pub fn late_commits(kind: char, mode: CopyMode) -> Choice<LateCommits> {
+    if mode == CopyMode::FullDataSync {
+        return Choice::new(
+            LateCommits::NotNeeded,
+            "not needed: every run copies the whole table",
+        );
+    }
+    match without_xmin(kind) {
+        Some(what) => Choice::new(
+            LateCommits::Lookback,
+            format!(
+                "the source is {what} (no xmin): a late commit is caught only when LOADER_LOOKBACK_SECONDS is set; point the job at the underlying table for exact capture"
+            ),
+        ),
+        None => Choice::new(
+            LateCommits::TransactionIds,
+            "exact: each run first loads the rows behind its mark written by transactions the previous read could not see (xmin against its snapshot), looking back LOADER_CATCHUP_WINDOW (default 24h) of the first key",
+        ),
+    }
 }
 
 /// The kind of relation, in words, when its rows carry no usable `xmin`.
@@ -1126,6 +1175,63 @@ mod tests {
     }
 
     #[test]
+    fn late_commits_follow_the_source_kind_and_the_copy_mode() {
+        use CopyMode::{FullDataSync, InsertAndUpdate, InsertOnly};
+        use LateCommits::{Lookback, NotNeeded, TransactionIds};
+        let exact = "exact: each run first loads the rows behind its mark written by transactions the previous read could not see (xmin against its snapshot), looking back LOADER_CATCHUP_WINDOW (default 24h) of the first key";
+        let lookback = |what: &str| {
+            format!("the source is {what} (no xmin): a late commit is caught only when LOADER_LOOKBACK_SECONDS is set; point the job at the underlying table for exact capture")
+        };
+        let full = "not needed: every run copies the whole table";
+        let cases = [
+            ('r', InsertOnly, TransactionIds, exact.to_string()),
+            ('r', InsertAndUpdate, TransactionIds, exact.to_string()),
+            ('p', InsertOnly, TransactionIds, exact.to_string()),
+            ('p', InsertAndUpdate, TransactionIds, exact.to_string()),
+            ('v', InsertAndUpdate, Lookback, lookback("a view")),
+            ('v', InsertOnly, Lookback, lookback("a view")),
+            (
+                'm',
+                InsertAndUpdate,
+                Lookback,
+                lookback("a materialized view"),
+            ),
+            ('f', InsertOnly, Lookback, lookback("a foreign table")),
+            ('r', FullDataSync, NotNeeded, full.to_string()),
+            ('p', FullDataSync, NotNeeded, full.to_string()),
+            ('v', FullDataSync, NotNeeded, full.to_string()),
+            ('m', FullDataSync, NotNeeded, full.to_string()),
+            ('f', FullDataSync, NotNeeded, full.to_string()),
+        ];
+        for (kind, mode, value, why) in cases {
+            assert_eq!(
+                late_commits(kind, mode),
+                Choice { value, why },
+                "{kind} {mode}"
+            );
+        }
+    }
+
+    #[test]
+    fn decisions_say_which_protection_and_older_ones_still_read() {
+        let plan = plan_table("s", &table(""), &orders(), None, &Existing::Absent).unwrap();
+        let d = plan.decisions;
+        assert_eq!(
+            d.late_commits.as_ref().map(|l| l.value),
+            Some(LateCommits::TransactionIds)
+        );
+        let mut json = serde_json::to_value(&d).unwrap();
+        assert_eq!(json["late_commits"]["value"], "transaction_ids");
+        json.as_object_mut().unwrap().remove("late_commits");
+        let old: Decisions = serde_json::from_value(json).unwrap();
+        assert_eq!(old.late_commits, None);
+        assert_eq!(
+            serde_json::to_value(&old).unwrap().get("late_commits"),
+            None
+        );
+    }
+
+    #[test]
     fn index_advice_wants_an_index_starting_with_the_chunk_order() {
         let pk = ["id".to_string()];
         let create = "CREATE INDEX CONCURRENTLY ON \"public\".\"t\" (\"updated_at\", \"id\")";
@@ -1291,6 +1397,10 @@ mod tests {
                 "no unique index at the source covers the primary key (code); duplicate keys would be merged into one row",
                 "updated key \"updated_at\" comes from a view, whose columns PostgreSQL never marks NOT NULL, so setup cannot check that it is never NULL (rows where it is NULL would never be found)",
             ]
+        );
+        assert_eq!(
+            d.late_commits.as_ref().map(|l| l.value),
+            Some(LateCommits::Lookback)
         );
     }
 
