@@ -3,6 +3,7 @@
 
 use chrono::Utc;
 use redshift_loader::config::{CopyMode, TableRef};
+use redshift_loader::setup::plan::LateCommits;
 use redshift_loader::setup::{self, Decisions, Options, Outcome, DECISIONS, SETUP_ERROR};
 
 use crate::support::{text, World};
@@ -281,14 +282,8 @@ async fn keys_and_copy_mode_are_guessed_from_the_catalog() {
         (CopyMode::InsertAndUpdate, "id".into(), "updated_at".into())
     );
     assert_eq!(got(1), (CopyMode::InsertOnly, "id".into(), "".into()));
-    assert_eq!(
-        got(2),
-        (
-            CopyMode::InsertAndUpdate,
-            "code".into(),
-            "modified_at".into()
-        )
-    );
+    // modified_at allows NULL: not chosen, so the text key leaves only a full copy.
+    assert_eq!(got(2), (CopyMode::FullDataSync, "code".into(), "".into()));
     assert!(ok(&outcomes[2])
         .decisions
         .primary_key
@@ -298,7 +293,7 @@ async fn keys_and_copy_mode_are_guessed_from_the_catalog() {
         .decisions
         .warnings
         .iter()
-        .any(|w| w.contains("updated key \"modified_at\" allows NULL")));
+        .any(|w| w.contains("\"modified_at\" looks like an updated key but allows NULL")));
     assert_eq!(got(3), (CopyMode::FullDataSync, "id".into(), "".into()));
     assert!(ok(&outcomes[3])
         .decisions
@@ -589,10 +584,21 @@ async fn cli_setup_prints_decisions_and_dry_run_ddl() {
         "create table analytics.orders",
         "DECIMAL(38,10)",
         "warning: column \"total\"",
+        "late commits: transaction ids (exact: each run first loads the rows behind its mark",
+        "warning: no index at the source starts with (\"updated_at\", \"id\")",
     ] {
         assert!(stdout.contains(needle), "{needle} missing from:\n{stdout}");
     }
     assert_eq!(stored_columns(&w, "analytics", "orders").await.len(), 3);
+
+    let out = w.cli(&["--json", "setup", "cli"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        json["tables"][0]["decisions"]["late_commits"]["value"], "transaction_ids",
+        "{stdout}"
+    );
 
     let out = w.cli(&["setup", "cli", "--table", "public.nope"]);
     let (_, stderr) = text(&out);
@@ -601,4 +607,275 @@ async fn cli_setup_prints_decisions_and_dry_run_ddl() {
         stderr.contains("job cli has no table public.nope; its tables are: public.orders"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn nullable_key_parts_set_in_the_job_are_refused_naming_the_column() {
+    let w = World::new().await;
+    let src = w.source().await;
+    src.batch_execute(
+        "CREATE TABLE codes (code text, name text, updated_at timestamptz NOT NULL);
+         CREATE UNIQUE INDEX ON codes (code);
+         CREATE INDEX ON codes (updated_at, code);
+         CREATE TABLE tickets (id int PRIMARY KEY, updated_at timestamptz);
+         CREATE INDEX ON tickets (updated_at, id);",
+    )
+    .await
+    .unwrap();
+    let job = w
+        .apply(
+            "nullable",
+            "  - source: public.codes\n    primary_key: code\n  \
+             - source: public.tickets\n    updated_key: updated_at\n",
+        )
+        .await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    assert_eq!(
+        err(&outcomes[0]),
+        "table public.codes: primary key column \"code\" allows NULL; the merge cannot match NULL keys: \
+         add NOT NULL at the source (ALTER TABLE \"public\".\"codes\" ALTER COLUMN \"code\" SET NOT NULL), \
+         or choose other columns with primary_key"
+    );
+    assert_eq!(
+        err(&outcomes[1]),
+        "table public.tickets: updated key \"updated_at\" allows NULL; rows where it is NULL would never be found: \
+         add NOT NULL at the source (ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"updated_at\" SET NOT NULL), \
+         or choose another column with updated_key"
+    );
+    assert!(stored_columns(&w, "analytics", "codes").await.is_empty());
+
+    // The remedy the message gives works.
+    src.batch_execute(
+        "ALTER TABLE \"public\".\"codes\" ALTER COLUMN \"code\" SET NOT NULL;
+         ALTER TABLE \"public\".\"tickets\" ALTER COLUMN \"updated_at\" SET NOT NULL;",
+    )
+    .await
+    .unwrap();
+    let outcomes = run(&w, &job, Options::default()).await;
+    assert_eq!(ok(&outcomes[0]).decisions.primary_key.value, vec!["code"]);
+    assert_eq!(
+        ok(&outcomes[1]).decisions.updated_key.value.as_deref(),
+        Some("updated_at")
+    );
+}
+
+#[tokio::test]
+async fn a_nullable_guessed_updated_key_is_not_chosen_and_the_warning_says_why() {
+    let w = World::new().await;
+    let src = w.source().await;
+    src.batch_execute(
+        "CREATE TABLE notes (id bigserial PRIMARY KEY, body text, updated_at timestamptz);
+         CREATE INDEX ON notes (updated_at, id);",
+    )
+    .await
+    .unwrap();
+    let job = w.apply("guessnull", "  - source: public.notes\n").await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    let d = &ok(&outcomes[0]).decisions;
+    assert_eq!(d.copy_mode.value, CopyMode::InsertOnly);
+    assert_eq!(d.updated_key.value, None);
+    assert_eq!(
+        d.warnings,
+        vec![
+            "column \"updated_at\" looks like an updated key but allows NULL, so it was not chosen \
+             (rows where it is NULL would never be found); to use it, add NOT NULL at the source \
+             (ALTER TABLE \"public\".\"notes\" ALTER COLUMN \"updated_at\" SET NOT NULL) and run setup again"
+                .to_string()
+        ]
+    );
+
+    // With NOT NULL it is chosen.
+    src.batch_execute("ALTER TABLE notes ALTER COLUMN updated_at SET NOT NULL")
+        .await
+        .unwrap();
+    let outcomes = run(&w, &job, Options::default()).await;
+    let d = &ok(&outcomes[0]).decisions;
+    assert_eq!(d.copy_mode.value, CopyMode::InsertAndUpdate);
+    assert_eq!(d.updated_key.value.as_deref(), Some("updated_at"));
+}
+
+#[tokio::test]
+async fn updated_keys_are_judged_by_their_base_type() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE DOMAIN stamp AS timestamptz;
+             CREATE DOMAIN audit_stamp AS stamp;
+             CREATE TABLE dom_set (id int PRIMARY KEY, changed audit_stamp NOT NULL);
+             CREATE INDEX ON dom_set (changed, id);
+             CREATE TABLE dom_guessed (id int PRIMARY KEY, updated_at stamp NOT NULL);
+             CREATE INDEX ON dom_guessed (updated_at, id);
+             CREATE TABLE by_date (id int PRIMARY KEY, day date NOT NULL);
+             CREATE INDEX ON by_date (day, id);
+             CREATE TABLE by_int2 (id int PRIMARY KEY, version smallint NOT NULL);
+             CREATE INDEX ON by_int2 (version, id);
+             CREATE TABLE by_int4 (id int PRIMARY KEY, version integer NOT NULL);
+             CREATE INDEX ON by_int4 (version, id);
+             CREATE TABLE by_int8 (id int PRIMARY KEY, version bigint NOT NULL);
+             CREATE INDEX ON by_int8 (version, id);
+             CREATE TABLE by_numeric (id int PRIMARY KEY, version numeric(20,0) NOT NULL);
+             CREATE INDEX ON by_numeric (version, id);",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "basetypes",
+            "  - source: public.dom_set\n    updated_key: changed\n  \
+             - source: public.dom_guessed\n  \
+             - source: public.by_date\n    updated_key: day\n  \
+             - source: public.by_int2\n    updated_key: version\n  \
+             - source: public.by_int4\n    updated_key: version\n  \
+             - source: public.by_int8\n    updated_key: version\n  \
+             - source: public.by_numeric\n    updated_key: version\n",
+        )
+        .await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    let expected = [
+        ("public.dom_set", "changed", "set in the job"),
+        (
+            "public.dom_guessed",
+            "updated_at",
+            "indexed stamp column with a usual name",
+        ),
+        ("public.by_date", "day", "set in the job"),
+        ("public.by_int2", "version", "set in the job"),
+        ("public.by_int4", "version", "set in the job"),
+        ("public.by_int8", "version", "set in the job"),
+        ("public.by_numeric", "version", "set in the job"),
+    ];
+    for (outcome, (table, key, why)) in outcomes.iter().zip(expected) {
+        assert_eq!(outcome.table.to_string(), table);
+        let d = &ok(outcome).decisions;
+        assert_eq!(d.copy_mode.value, CopyMode::InsertAndUpdate, "{table}");
+        assert_eq!(d.updated_key.value.as_deref(), Some(key), "{table}");
+        assert_eq!(d.updated_key.why, why, "{table}");
+        assert!(d.warnings.is_empty(), "{table}: {:?}", d.warnings);
+    }
+}
+
+#[tokio::test]
+async fn a_composite_index_is_advised_when_no_index_starts_with_the_chunk_order() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE alone (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON alone (updated_at);
+             CREATE TABLE together (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON together (updated_at, id);
+             CREATE TABLE longer (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, kind text);
+             CREATE INDEX ON longer (updated_at, id, kind);
+             CREATE TABLE pair (a int, b int, updated_at timestamptz NOT NULL, PRIMARY KEY (a, b));
+             CREATE INDEX ON pair (updated_at, b, a);
+             CREATE TABLE unindexed (id bigint PRIMARY KEY, changed timestamptz NOT NULL);",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "composite",
+            "  - source: public.alone\n  - source: public.together\n  - source: public.longer\n  \
+             - source: public.pair\n  - source: public.unindexed\n    updated_key: changed\n",
+        )
+        .await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    let warnings = |i: usize| ok(&outcomes[i]).decisions.warnings.clone();
+    assert_eq!(
+        warnings(0),
+        vec![
+            "no index at the source starts with (\"updated_at\", \"id\"), so each chunk sorts its rows \
+             after the index scan (measured: the source's COPY about 28 % slower on 2,000,000 rows): \
+             CREATE INDEX CONCURRENTLY ON \"public\".\"alone\" (\"updated_at\", \"id\")"
+                .to_string()
+        ]
+    );
+    assert_eq!(warnings(1), Vec::<String>::new());
+    assert_eq!(warnings(2), Vec::<String>::new());
+    // The chunk orders by the primary key's columns in the key's order.
+    assert_eq!(
+        warnings(3),
+        vec![
+            "no index at the source starts with (\"updated_at\", \"a\", \"b\"), so each chunk sorts its rows \
+             after the index scan (measured: the source's COPY about 28 % slower on 2,000,000 rows): \
+             CREATE INDEX CONCURRENTLY ON \"public\".\"pair\" (\"updated_at\", \"a\", \"b\")"
+                .to_string()
+        ]
+    );
+    // No index at all: one warning, which suggests the composite index.
+    assert_eq!(
+        warnings(4),
+        vec![
+            "updated key \"changed\" has no index; every run scans the whole source table \
+             (CREATE INDEX CONCURRENTLY ON \"public\".\"unindexed\" (\"changed\", \"id\"))"
+                .to_string()
+        ]
+    );
+}
+
+#[tokio::test]
+async fn decisions_say_which_protection_against_late_commits_each_table_has() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE base_orders (id bigint PRIMARY KEY, total int, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON base_orders (updated_at, id);
+             CREATE VIEW recent_orders AS SELECT id, total, updated_at FROM base_orders;
+             CREATE MATERIALIZED VIEW order_totals AS SELECT id, total FROM base_orders;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "protection",
+            "  - source: public.base_orders\n  \
+             - source: public.recent_orders\n    copy_mode: INSERT_AND_UPDATE\n    primary_key: id\n    updated_key: updated_at\n  \
+             - source: public.order_totals\n",
+        )
+        .await;
+    let outcomes = run(&w, &job, Options::default()).await;
+    let late = |i: usize| {
+        let l = ok(&outcomes[i]).decisions.late_commits.clone().unwrap();
+        (l.value, l.why)
+    };
+    assert_eq!(
+        late(0),
+        (
+            LateCommits::TransactionIds,
+            "exact: each run first loads the rows behind its mark written by transactions the previous read could not see \
+             (xmin against its snapshot), looking back LOADER_CATCHUP_WINDOW (default 24h) of the first key"
+                .into()
+        )
+    );
+    assert_eq!(
+        late(1),
+        (
+            LateCommits::Lookback,
+            "the source is a view (no xmin): a late commit is caught only when LOADER_LOOKBACK_SECONDS is set; \
+             point the job at the underlying table for exact capture"
+                .into()
+        )
+    );
+    assert_eq!(
+        late(2),
+        (
+            LateCommits::NotNeeded,
+            "not needed: every run copies the whole table".into()
+        )
+    );
+    // What the runs read back, as stored.
+    let stored = w
+        .app
+        .store
+        .get_table_document(
+            "protection",
+            &"public.recent_orders".parse().unwrap(),
+            DECISIONS,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored["late_commits"]["value"], "lookback");
 }

@@ -96,7 +96,13 @@ fn print_report(outcomes: &[Outcome]) {
                         },
                     ]);
                 }
-                details.push((o.table.to_string(), cols, d.warnings.clone()));
+                let mut lines: Vec<String> = d
+                    .late_commits
+                    .iter()
+                    .map(|l| format!("late commits: {} ({})", l.value, l.why))
+                    .collect();
+                lines.extend(d.warnings.iter().map(|w| format!("warning: {w}")));
+                details.push((o.table.to_string(), cols, lines));
             }
             Err(e) => {
                 t.add_row(vec![
@@ -111,10 +117,10 @@ fn print_report(outcomes: &[Outcome]) {
         }
     }
     println!("{t}");
-    for (name, cols, warnings) in details {
+    for (name, cols, lines) in details {
         println!("\n{name}\n{cols}");
-        for w in warnings {
-            println!("warning: {w}");
+        for line in lines {
+            println!("{line}");
         }
     }
 }
