@@ -73,9 +73,11 @@ impl Ctx<'_> {
             key_names.extend(d.updated_key.value.clone());
         }
         key_names.extend(d.primary_key.value.iter().cloned());
+        // Views never mark a column NOT NULL: there setup warned, and nothing is proven.
+        let records_not_null = !matches!(source.kind, 'v' | 'm');
         let nullable: Vec<&String> = key_names
             .iter()
-            .filter(|k| source.column(k).is_some_and(|c| !c.not_null))
+            .filter(|k| records_not_null && source.column(k).is_some_and(|c| !c.not_null))
             .collect();
         if mode == CopyMode::FullDataSync && !nullable.is_empty() {
             key_names.clear();
