@@ -118,9 +118,12 @@ async fn five_sessions_inserting_and_committing_out_of_order_lose_nothing() {
         for session in &s {
             session.batch_execute("BEGIN").await.unwrap();
         }
-        long.execute("INSERT INTO events (kind) VALUES ($1)", &[&format!("long {round}")])
-            .await
-            .unwrap();
+        long.execute(
+            "INSERT INTO events (kind) VALUES ($1)",
+            &[&format!("long {round}")],
+        )
+        .await
+        .unwrap();
         // The five take ids in turns, so every transaction holds ids all over the range.
         for i in 0..20 {
             for (n, session) in s.iter().enumerate() {
@@ -241,7 +244,9 @@ async fn an_app_set_updated_at_an_hour_in_the_past_is_loaded_when_it_commits() {
     assert_eq!(run(&w, &job).await.rows, 100);
     w.source()
         .await
-        .batch_execute("UPDATE orders SET note = 'now', updated_at = clock_timestamp() WHERE id = 60")
+        .batch_execute(
+            "UPDATE orders SET note = 'now', updated_at = clock_timestamp() WHERE id = 60",
+        )
         .await
         .unwrap();
     let held = w.source().await;
@@ -329,9 +334,11 @@ async fn an_integer_updated_key_taken_first_and_committed_last_is_loaded() {
         .await
         .unwrap()
         .get(0);
-    s[1].batch_execute("UPDATE docs SET body = 'second', version = nextval('versions') WHERE id = 4")
-        .await
-        .unwrap();
+    s[1].batch_execute(
+        "UPDATE docs SET body = 'second', version = nextval('versions') WHERE id = 4",
+    )
+    .await
+    .unwrap();
     s[0].execute(
         "UPDATE docs SET body = 'first', version = $1 WHERE id = 3",
         &[&taken],
@@ -418,7 +425,9 @@ async fn the_rows_re_read_are_the_late_ones_not_a_window() {
     // 20,000 rows changed in the last 5 minutes; now 3 more changes.
     w.source()
         .await
-        .batch_execute("UPDATE big SET v = -v, updated_at = clock_timestamp() WHERE id IN (7, 70, 700)")
+        .batch_execute(
+            "UPDATE big SET v = -v, updated_at = clock_timestamp() WHERE id IN (7, 70, 700)",
+        )
         .await
         .unwrap();
     let r = run(&w, &job).await;
@@ -450,7 +459,9 @@ async fn a_catch_up_larger_than_the_row_limit_goes_on_in_the_next_invocation() {
     assert_eq!(loaded, 100);
     w.source()
         .await
-        .batch_execute("UPDATE orders SET note = 'now', updated_at = clock_timestamp() WHERE id = 90")
+        .batch_execute(
+            "UPDATE orders SET note = 'now', updated_at = clock_timestamp() WHERE id = 90",
+        )
         .await
         .unwrap();
     let held = w.source().await;
@@ -467,7 +478,11 @@ async fn a_catch_up_larger_than_the_row_limit_goes_on_in_the_next_invocation() {
     let catchup = progress.catchup.expect("the catch-up's progress is stored");
     assert_eq!(catchup.after.len(), 2);
     let second = run_as(&w, &job, true).await;
-    assert_eq!((second.late_rows, second.caught_up), (10, false), "{second:?}");
+    assert_eq!(
+        (second.late_rows, second.caught_up),
+        (10, false),
+        "{second:?}"
+    );
     let third = run_as(&w, &job, true).await;
     assert_eq!((third.late_rows, third.caught_up), (5, true), "{third:?}");
     assert_eq!(mark(&w, "long_catch_up", "orders").await.catchup, None);

@@ -97,11 +97,7 @@ async fn insert_and_update_in_chunks_of_7_with_500_equal_updated_at() {
     assert_eq!(report.rows, 520);
     assert!(report.caught_up);
     assert_eq!(report.chunks, 75, "520 rows in chunks of 7");
-    assert_eq!(
-        report.lag_seconds,
-        Some(0),
-        "caught up"
-    );
+    assert_eq!(report.lag_seconds, Some(0), "caught up");
     let compare = (
         "SELECT id, note, total, meta, updated_at FROM orders ORDER BY id",
         "SELECT id, note, total, meta, updated_at FROM analytics.orders ORDER BY id",

@@ -49,7 +49,7 @@ pub async fn run(
         tracing::info!(tables = again.len(), "row limit reached; running again");
         options.tables = again;
         options.from_scratch = false;
-        // The same run, continued: the frequency guard does not apply, and the
+        // The same run, continued: the frequency guard does not apply, and the opt-in
         // lookback window was re-read already.
         options.force = true;
         options.continuation = true;

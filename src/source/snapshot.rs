@@ -172,7 +172,10 @@ mod tests {
         );
         assert_eq!(s.to_string(), "10:20:10,14,15");
         let idle = Snapshot::parse("4294967400:4294967400:").unwrap();
-        assert_eq!((idle.xmin, idle.xmax, idle.xip.len()), (4294967400, 4294967400, 0));
+        assert_eq!(
+            (idle.xmin, idle.xmax, idle.xip.len()),
+            (4294967400, 4294967400, 0)
+        );
         assert_eq!(idle.to_string(), "4294967400:4294967400:");
         for bad in ["", "10", "10:20", "20:10:", "a:b:", "10:20:x"] {
             assert_eq!(Snapshot::parse(bad), None, "{bad:?}");
@@ -203,10 +206,8 @@ mod tests {
         // A hot standby (in-flight ids not listed), or no status function: from xmin.
         assert_eq!(condition("10:20:", SnapshotFns::Pg13), "W >= 10");
         assert_eq!(
-            condition("10:20:10,14", SnapshotFns::TxidNoStatus).replace(
-                "(SELECT txid_snapshot_xmax(txid_current_snapshot()))",
-                "X"
-            ),
+            condition("10:20:10,14", SnapshotFns::TxidNoStatus)
+                .replace("(SELECT txid_snapshot_xmax(txid_current_snapshot()))", "X"),
             "(X - (((X - xmin::text::bigint) % 4294967296) + 4294967296) % 4294967296) >= 10"
         );
         assert!(condition("10:20:10", SnapshotFns::Txid).contains("txid_status(p) = 'committed'"));
@@ -218,7 +219,13 @@ mod tests {
         assert_eq!(SnapshotFns::for_version(130000), SnapshotFns::Pg13);
         assert_eq!(SnapshotFns::for_version(120015), SnapshotFns::Txid);
         assert_eq!(SnapshotFns::for_version(96024), SnapshotFns::TxidNoStatus);
-        assert_eq!(SnapshotFns::Pg13.snapshot_sql(), "SELECT pg_current_snapshot()::text");
-        assert_eq!(SnapshotFns::Txid.snapshot_sql(), "SELECT txid_current_snapshot()::text");
+        assert_eq!(
+            SnapshotFns::Pg13.snapshot_sql(),
+            "SELECT pg_current_snapshot()::text"
+        );
+        assert_eq!(
+            SnapshotFns::Txid.snapshot_sql(),
+            "SELECT txid_current_snapshot()::text"
+        );
     }
 }

@@ -59,7 +59,11 @@ impl Mark {
         };
         let window = chrono::Duration::seconds(window_seconds as i64);
         let spacing = window / CHECKPOINTS_PER_WINDOW as i32;
-        if self.checkpoints.last().is_none_or(|c| now - c.at >= spacing) {
+        if self
+            .checkpoints
+            .last()
+            .is_none_or(|c| now - c.at >= spacing)
+        {
             self.checkpoints.push(Checkpoint {
                 at: now,
                 first: first.clone(),
@@ -117,7 +121,10 @@ mod tests {
         assert_eq!(m.checkpoints.len(), 25);
         assert_eq!(m.checkpoints[0].at, t(75));
         assert_eq!(m.first_key_at(t(99), window), Some("750"));
-        assert_eq!(m.first_key_at(t(99) + chrono::Duration::seconds(30), window), Some("750"));
+        assert_eq!(
+            m.first_key_at(t(99) + chrono::Duration::seconds(30), window),
+            Some("750")
+        );
         assert_eq!(m.first_key_at(t(100), window), Some("760"));
     }
 
@@ -136,6 +143,9 @@ mod tests {
             "cursor": ["2024-01-01 00:00:00+00", "7"], "null_cursor": ["3"]
         });
         let m: Mark = serde_json::from_value(old).unwrap();
-        assert_eq!((m.snapshot, m.catchup, m.checkpoints.len()), (None, None, 0));
+        assert_eq!(
+            (m.snapshot, m.catchup, m.checkpoints.len()),
+            (None, None, 0)
+        );
     }
 }

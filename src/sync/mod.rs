@@ -29,8 +29,8 @@ use crate::config::{Job, Table, TableRef};
 use crate::error::{Error, Result};
 use crate::secrets::Role;
 use crate::source::extract::ExtractError;
-use crate::source::snapshot::SnapshotFns;
 use crate::source::schema::SchemaError;
+use crate::source::snapshot::SnapshotFns;
 use crate::state::StateError;
 use crate::warehouse::load::LoadError;
 
@@ -77,7 +77,9 @@ impl Default for Timing {
 
 impl Timing {
     /// Reads the settings; a value that is not a duration is refused with its name.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> std::result::Result<Timing, String> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<Timing, String> {
         let d = Timing::default();
         let get = |name: &str, default: u64, min: u64| -> std::result::Result<u64, String> {
             match lookup(name).as_deref().map(str::trim) {
@@ -158,8 +160,9 @@ pub struct Options {
     pub run_id: String,
     /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
     pub deadline: Option<Instant>,
-    /// This continues an earlier invocation of the same run: the lookback window was
-    /// re-read then, and is not again.
+    /// This continues an earlier invocation of the same run: the opt-in lookback window
+    /// was re-read then, and is not again (the catch-up runs in every invocation: it
+    /// reads only what is late).
     pub continuation: bool,
     pub observer: Option<std::sync::Arc<dyn Observer>>,
 }
@@ -705,16 +708,32 @@ mod tests {
             })
         );
         assert_eq!(Timing::from_lookup(|_| None), Ok(Timing::default()));
-        assert_eq!(Timing::default().lookback_seconds, 0, "the lookback is opt-in");
+        assert_eq!(
+            Timing::default().lookback_seconds,
+            0,
+            "the lookback is opt-in"
+        );
     }
 
     #[test]
     fn timing_refuses_a_bad_value_by_name() {
         for (name, value, expect) in [
-            ("LOADER_LEASE_SECONDS", "20 minutes", "LOADER_LEASE_SECONDS: "),
-            ("LOADER_LEASE_SECONDS", "5", "LOADER_LEASE_SECONDS: \"5\" is too short"),
+            (
+                "LOADER_LEASE_SECONDS",
+                "20 minutes",
+                "LOADER_LEASE_SECONDS: ",
+            ),
+            (
+                "LOADER_LEASE_SECONDS",
+                "5",
+                "LOADER_LEASE_SECONDS: \"5\" is too short",
+            ),
             ("LOADER_LOOKBACK_SECONDS", "-5", "LOADER_LOOKBACK_SECONDS: "),
-            ("LOADER_CATCHUP_WINDOW", "0", "LOADER_CATCHUP_WINDOW: \"0\" is too short"),
+            (
+                "LOADER_CATCHUP_WINDOW",
+                "0",
+                "LOADER_CATCHUP_WINDOW: \"0\" is too short",
+            ),
         ] {
             let e = Timing::from_lookup(|k| (k == name).then(|| value.to_string())).unwrap_err();
             assert!(e.starts_with(expect), "{name}={value}: {e}");

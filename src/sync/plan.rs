@@ -85,9 +85,7 @@ pub fn passes(i: &Inputs) -> Vec<Pass> {
         unseen: None,
     };
     let mark = match i.mark {
-        Some(m) if i.mode != CopyMode::FullDataSync && i.keys > 0 && m.cursor.len() == i.keys => {
-            m
-        }
+        Some(m) if i.mode != CopyMode::FullDataSync && i.keys > 0 && m.cursor.len() == i.keys => m,
         _ => return vec![forward(None)],
     };
     let mut passes = Vec::new();
@@ -324,7 +322,12 @@ mod tests {
         for t in ["timestamp", "timestamptz", "date"] {
             assert!(is_time_type(t), "{t}");
         }
-        for t in ["int8", "numeric", "my_timestamp_domain", "timestamp with time zone"] {
+        for t in [
+            "int8",
+            "numeric",
+            "my_timestamp_domain",
+            "timestamp with time zone",
+        ] {
             assert!(!is_time_type(t), "{t}");
         }
     }

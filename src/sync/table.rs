@@ -58,13 +58,10 @@ impl Ctx<'_> {
         .map_err(|e| other(e.to_string()))?;
         let mode = d.copy_mode.value;
         let columns: Vec<_> = d.live_columns().collect();
-        let source = crate::source::schema::introspect(
-            &self.source,
-            &table.source,
-            &table.column_casts,
-        )
-        .await
-        .map_err(|e| SyncError::Schema(Box::new(e)))?;
+        let source =
+            crate::source::schema::introspect(&self.source, &table.source, &table.column_casts)
+                .await
+                .map_err(|e| SyncError::Schema(Box::new(e)))?;
 
         // The cursor: (updated, pk...) or (pk...); a full copy pages by pk when it has
         // one whose columns cannot be NULL.
