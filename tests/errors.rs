@@ -373,7 +373,7 @@ async fn missing_tables_and_missing_privileges_on_both_sides() {
     assert_eq!(
         table_error(&stdout),
         format!(
-            "table public.items: {source_at}: permission denied for table items — {SOURCE_GRANT}"
+            "table public.items: {source_at}: permission denied for table public.items — {SOURCE_GRANT}"
         )
     );
 

@@ -287,6 +287,31 @@ impl SyncError {
                 .to_string(),
                 reason,
             },
+            // The catalog read at the start of a table's run: told like the same
+            // failure of a query (the table is gone, or not readable by this user).
+            SyncError::Schema(e) => {
+                let facts = match &*e {
+                    SchemaError::NoSuchTable { table } => crate::diagnose::Facts {
+                        code: Some("42P01".into()),
+                        message: format!(
+                            "relation \"{}.{}\" does not exist",
+                            table.schema, table.name
+                        ),
+                        ..Default::default()
+                    },
+                    SchemaError::NoPrivilege { what, .. } => crate::diagnose::Facts {
+                        code: Some("42501".into()),
+                        message: format!("permission denied for {what}"),
+                        ..Default::default()
+                    },
+                    _ => return SyncError::Schema(e),
+                };
+                SyncError::Database {
+                    table: table.clone(),
+                    at: source_at.to_string(),
+                    reason: crate::diagnose::explain(Role::Source, &facts),
+                }
+            }
             SyncError::Load(e) if matches!(*e, LoadError::Statement { .. }) => {
                 SyncError::Database {
                     table: table.clone(),

@@ -227,7 +227,7 @@ impl Ctx<'_> {
         // The earliest snapshot read under since the last finished catch-up (or since the
         // first load began): stored with the mark, it bounds what the next catch-up reads.
         let mut horizon: Option<Snapshot> = None;
-        let mut started = 0u64;
+        let mut loaded_a_chunk = false;
         for pass in passes {
             let mut after = pass.after.clone();
             // A catch-up that goes on keeps the snapshot of its first read.
@@ -248,19 +248,20 @@ impl Ctx<'_> {
                 if budget == 0 {
                     return Ok(false);
                 }
-                // Past the deadline no new chunk starts; the first always does, so a chain
-                // of continuations always moves.
-                if started > 0
+                // Past the deadline no new chunk starts, but one chunk with rows always
+                // does (an empty catch-up does not count), so a chain of continuations
+                // always moves.
+                if loaded_a_chunk
                     && !run.full()
                     && self.options.deadline.is_some_and(|d| Instant::now() >= d)
                 {
                     return Ok(false);
                 }
-                started += 1;
                 let chunk_no = report.chunks + 1 + report.empty_reads;
                 let done = self
                     .chunk(run, pass, after.as_deref(), budget, chunk_no, report)
                     .await?;
+                loaded_a_chunk |= done.rows > 0;
                 let finished = run.keys.is_empty() || done.rows < budget;
                 match pass.kind {
                     PassKind::CatchUp => {
