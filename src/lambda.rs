@@ -1,22 +1,26 @@
 //! The AWS Lambda front door: builds settings and clients once per container, then
 //! serves events (`events/*.json` has one of each):
 //!
-//! - `{"action":"run","job":"shop"}`: the schedule's run; skipped unless the job's `at`
-//!   matches the current minute (in its `tz`) and each table's frequency has passed;
+//! - `{"action":"run","job":"shop","scheduled_time":"...","execution_id":"..."}`: the
+//!   schedule's run (EventBridge Scheduler fills in the times); skipped unless the job's
+//!   `at` matches the *scheduled* minute (in its `tz`) and each table's frequency has
+//!   passed since its last scheduled run; a second delivery of the same scheduled time
+//!   does nothing;
 //! - `{"action":"run","job":"shop","tables":[...],"from_scratch":true,"force":true}`: a
 //!   manual run or backfill;
-//! - `{"action":"run","job":"shop","tables":[...],"run_id":"...","hop":3}`: a
-//!   continuation the function sent itself;
+//! - `{"action":"run","job":"shop","tables":[...],"run_id":"...","hop":3,"owner":"..."}`:
+//!   a continuation the function sent itself; it takes over the leases `owner` handed to
+//!   it, and a second delivery of the same hop does nothing;
 //! - `{"action":"setup","job":"shop"}`.
 //!
-//! A run stops starting chunks when the time left falls under a margin, releases its
-//! leases, and invokes the function again asynchronously with the tables still behind,
-//! up to a hop cap.
+//! A run stops starting tables and chunks when the time left falls under a margin, hands
+//! the leases of the tables still behind to a continuation, and invokes the function
+//! again asynchronously with them, up to a hop cap.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -57,7 +61,21 @@ pub struct RunEvent {
     pub run_id: Option<String>,
     #[serde(default)]
     pub hop: u32,
+    /// Set in continuations: the invocation whose leases this one takes over.
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The schedule's time for this run (`<aws.scheduler.scheduled-time>`; continuations
+    /// carry their run's).
+    #[serde(default)]
+    pub scheduled_time: Option<DateTime<Utc>>,
+    /// EventBridge Scheduler's id of this attempt (`<aws.scheduler.execution-id>`), for
+    /// the logs.
+    #[serde(default)]
+    pub execution_id: Option<String>,
 }
+
+/// How long a delivered event is remembered, to recognise it when it comes again.
+pub const DELIVERY_MEMORY: chrono::Duration = chrono::Duration::days(2);
 
 /// Parses an event, naming what is wrong with it.
 pub fn parse_event(payload: &Value) -> Result<Event> {
@@ -90,10 +108,23 @@ impl Handler {
         })
     }
 
-    /// Handles one event with `remaining` time before the invocation's deadline.
+    /// Handles one event with `remaining` time before the invocation's deadline, as a
+    /// new invocation (its own request id).
     pub async fn handle(&self, payload: Value, remaining: Duration) -> Result<Value> {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        self.handle_request(payload, remaining, &request_id).await
+    }
+
+    /// Handles one event of the Lambda request `request_id` (Lambda's own retries of an
+    /// event keep it).
+    pub async fn handle_request(
+        &self,
+        payload: Value,
+        remaining: Duration,
+        request_id: &str,
+    ) -> Result<Value> {
         match parse_event(&payload)? {
-            Event::Run(run) => self.run(run, remaining).await,
+            Event::Run(run) => self.run(run, remaining, request_id).await,
             Event::Setup { job } => self.setup(&job).await,
             Event::SyncSchedules {} => self.sync_schedules().await,
         }
@@ -135,15 +166,38 @@ impl Handler {
         Ok(summary)
     }
 
-    async fn run(&self, event: RunEvent, remaining: Duration) -> Result<Value> {
+    async fn run(&self, event: RunEvent, remaining: Duration, request_id: &str) -> Result<Value> {
         let job = self.app.store.require_job(&event.job).await?.job;
         let continuation = event.run_id.is_some();
+        // EventBridge Scheduler delivers at least once, and so does an asynchronous
+        // invoke: the same scheduled time, or the same hop of a chain, runs once.
+        let delivery = match (&event.run_id, &event.scheduled_time) {
+            (Some(run_id), _) => Some(format!("hop#{run_id}#{}", event.hop)),
+            (None, Some(t)) => Some(format!("schedule#{}", t.to_rfc3339())),
+            (None, None) => None,
+        };
+        if let Some(key) = &delivery {
+            let first = self
+                .app
+                .store
+                .claim_delivery(&job.name, key, request_id, Utc::now(), DELIVERY_MEMORY)
+                .await?;
+            if !first {
+                tracing::info!(job = %job.name, delivery = %key, execution_id = event.execution_id.as_deref().unwrap_or(""), "skipped: delivered before");
+                return Ok(
+                    json!({"action": "run", "job": job.name, "skipped": format!("{key} was delivered before")}),
+                );
+            }
+        }
         if job.disabled && !event.force {
             tracing::info!(job = %job.name, "skipped: the job is disabled");
             return Ok(json!({"action": "run", "job": job.name, "skipped": "the job is disabled"}));
         }
         if !event.force && !continuation {
-            if let Some(reason) = not_at_time(&job) {
+            // `at` is judged by the minute the schedule fired for, not by when the
+            // invocation got to run (a cold start, a throttle, a retry).
+            let at = event.scheduled_time.unwrap_or_else(Utc::now);
+            if let Some(reason) = not_at_time(&job, at) {
                 tracing::info!(job = %job.name, %reason, "skipped");
                 return Ok(json!({"action": "run", "job": job.name, "skipped": reason}));
             }
@@ -159,11 +213,16 @@ impl Handler {
             .run_id
             .clone()
             .unwrap_or_else(|| sync::new_run_id("lambda"));
+        let owner = sync::new_owner(&run_id);
         let options = Options {
             tables: event.tables.clone(),
             from_scratch: event.from_scratch,
             force: event.force || continuation,
             run_id: run_id.clone(),
+            owner: Some(owner.clone()),
+            take_over: event.owner.clone(),
+            hand_over: event.hop < HOP_CAP,
+            scheduled_time: event.scheduled_time,
             deadline: Some(Instant::now() + remaining.saturating_sub(self.margin)),
             continuation,
             observer: None,
@@ -171,19 +230,27 @@ impl Handler {
         let outcomes = sync::run(&self.app, &job, &options, self.timing).await?;
         let behind: Vec<TableRef> = outcomes
             .iter()
-            .filter(|o| matches!(&o.result, Ok(r) if !r.caught_up && r.rows > 0))
+            .filter(|o| matches!(&o.result, Ok(r) if r.behind()))
             .map(|o| o.table.clone())
             .collect();
         let mut continued = Value::Null;
         if !behind.is_empty() {
-            let next = json!({
+            let mut next = json!({
                 "action": "run", "job": job.name, "tables": behind,
-                "run_id": run_id, "hop": event.hop + 1,
+                "run_id": run_id, "hop": event.hop + 1, "owner": owner,
             });
+            if let Some(t) = event.scheduled_time {
+                next["scheduled_time"] = t.to_rfc3339().into();
+            }
             if event.hop + 1 > HOP_CAP {
                 tracing::error!(job = %job.name, run_id, "hop cap reached with tables still behind");
+            } else if let Err(e) = self.invoke_self(&next).await {
+                // Nobody will take the leases over: give them back.
+                for t in &behind {
+                    let _ = self.app.store.release_lease(&job.name, t, &owner).await;
+                }
+                return Err(e);
             } else {
-                self.invoke_self(&next).await?;
                 continued = next;
             }
         }
@@ -251,8 +318,9 @@ impl Handler {
     }
 }
 
-/// `None` when the job's `at` allows the current minute (or it has no `at`), else why not.
-fn not_at_time(job: &Job) -> Option<String> {
+/// `None` when the job's `at` allows the minute of `time` (or it has no `at`), else why
+/// not.
+fn not_at_time(job: &Job, time: DateTime<Utc>) -> Option<String> {
     let entries = job.at.as_ref()?;
     let at = crate::schedule::At::parse(&entries.0).ok()?;
     let tz: chrono_tz::Tz = job
@@ -260,7 +328,7 @@ fn not_at_time(job: &Job) -> Option<String> {
         .as_deref()
         .and_then(|t| t.parse().ok())
         .unwrap_or(chrono_tz::UTC);
-    let now = Utc::now().with_timezone(&tz);
+    let now = time.with_timezone(&tz);
     (!at.matches(&now)).then(|| {
         format!(
             "{} is not a time the job's `at` ({}) allows",
@@ -311,7 +379,9 @@ pub fn main() -> ExitCode {
             let deadline_ms = event.context.deadline as i64;
             let remaining =
                 Duration::from_millis((deadline_ms - Utc::now().timestamp_millis()).max(0) as u64);
-            handler.handle(event.payload, remaining).await
+            handler
+                .handle_request(event.payload, remaining, &event.context.request_id)
+                .await
         }))
         .await
         .map_err(|e| Error::Failed(format!("the Lambda runtime stopped: {e}")))
@@ -339,8 +409,21 @@ mod tests {
                 from_scratch: false,
                 force: false,
                 run_id: None,
-                hop: 0
+                hop: 0,
+                owner: None,
+                scheduled_time: None,
+                execution_id: None,
             })
+        );
+        // What EventBridge Scheduler delivers from the schedule's input.
+        let Event::Run(scheduled) = parse_event(&json!({"action": "run", "job": "shop",
+            "scheduled_time": "2026-11-25T07:00:00Z", "execution_id": "d32c5kddcf5bb8c3"}))
+        .unwrap() else {
+            panic!("a run event")
+        };
+        assert_eq!(
+            scheduled.scheduled_time.map(|t| t.to_rfc3339()),
+            Some("2026-11-25T07:00:00+00:00".to_string())
         );
         let e = parse_event(&json!({"job": "shop"}))
             .unwrap_err()

@@ -39,7 +39,15 @@ pub fn desired(job: &Job) -> Option<Desired> {
         name: schedule_name(&job.name),
         expression: s.expression,
         timezone: s.timezone,
-        input: serde_json::json!({"action": "run", "job": job.name}).to_string(),
+        // EventBridge Scheduler fills in the time this fire was scheduled for and the
+        // attempt's id: `at` and the frequency guard are judged by the former, and a
+        // second delivery of it does nothing.
+        input: serde_json::json!({
+            "action": "run", "job": job.name,
+            "scheduled_time": "<aws.scheduler.scheduled-time>",
+            "execution_id": "<aws.scheduler.execution-id>",
+        })
+        .to_string(),
         note: s.note,
     })
 }
@@ -298,7 +306,10 @@ mod tests {
         assert_eq!(d.name, "job-shop");
         assert_eq!(d.expression, "cron(0/15 9,10 * * ? *)");
         assert_eq!(d.timezone, "Europe/London");
-        assert_eq!(d.input, r#"{"action":"run","job":"shop"}"#);
+        assert_eq!(
+            d.input,
+            r#"{"action":"run","execution_id":"<aws.scheduler.execution-id>","job":"shop","scheduled_time":"<aws.scheduler.scheduled-time>"}"#
+        );
         job.disabled = true;
         assert_eq!(desired(&job), None);
     }

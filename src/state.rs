@@ -6,6 +6,7 @@
 //! | `JOB#shop`  | `TABLE#public.orders` | setup's decisions, mark, last success/error    |
 //! | `JOB#shop`  | `LEASE#public.orders` | owner run id, `expires_at`                     |
 //! | `JOB#shop`  | `RUN#<ts>#<run_id>`   | run history (`expires_at` is the TTL)          |
+//! | `JOB#shop`  | `DELIVERY#<key>`      | an event already delivered (TTL `expires_at`)  |
 //!
 //! Every write that can race is conditional.
 
@@ -31,6 +32,14 @@ pub enum StateError {
         table: String,
         owner: String,
         expires_at: DateTime<Utc>,
+    },
+    /// This run's lease was taken over (it expired, and another run took it): what it
+    /// was about to commit is rolled back.
+    #[error("job {job}: table {table}: this run lost its lease{} before committing; the chunk was rolled back and the other run goes on", holder.as_deref().map(|h| format!(" to run {h}")).unwrap_or_default())]
+    LeaseLost {
+        job: String,
+        table: String,
+        holder: Option<String>,
     },
     #[error("DynamoDB table {table}: {operation} failed: {reason}")]
     Dynamo {
@@ -381,6 +390,22 @@ impl Store {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<(), StateError> {
+        self.take_lease(job, table, owner, None, now, expires_at)
+            .await
+    }
+
+    /// Like [`Store::acquire_lease`], and also takes over a lease `previous` still holds
+    /// (the invocation a continuation continues hands its leases over this way; a second
+    /// delivery of the same continuation then finds them taken).
+    pub async fn take_lease(
+        &self,
+        job: &str,
+        table: &TableRef,
+        owner: &str,
+        previous: Option<&str>,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StateError> {
         let result = self
             .client
             .put_item()
@@ -390,11 +415,13 @@ impl Store {
             .item("owner", s(owner))
             .item("expires_at", n(expires_at.timestamp().max(0) as u64))
             .condition_expression(
-                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner",
+                "attribute_not_exists(pk) OR expires_at < :now OR #owner = :owner OR #owner = :previous",
             )
             .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":now", n(now.timestamp().max(0) as u64))
             .expression_attribute_values(":owner", s(owner))
+            // No owner is empty: without a previous owner the last test never holds.
+            .expression_attribute_values(":previous", s(previous.unwrap_or_default()))
             .send()
             .await;
         match result {
@@ -416,6 +443,47 @@ impl Store {
                 })
             }
             Err(e) => Err(self.dynamo_error("PutItem", e)),
+        }
+    }
+
+    /// Extends `owner`'s lease to `until`, only while `owner` still holds it (expired or
+    /// not, as long as nobody took it since): the fence checked before every commit.
+    pub async fn renew_lease(
+        &self,
+        job: &str,
+        table: &TableRef,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(), StateError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(job_pk(job)))
+            .key("sk", s(lease_sk(table)))
+            .update_expression("SET expires_at = :until")
+            .condition_expression("#owner = :owner")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":owner", s(owner))
+            .expression_attribute_values(":until", n(until.timestamp().max(0) as u64))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if is_condition_failed(&e) => {
+                let holder = self
+                    .held_leases(job, now)
+                    .await?
+                    .into_iter()
+                    .find(|l| l.table == table.to_string());
+                Err(StateError::LeaseLost {
+                    job: job.to_string(),
+                    table: table.to_string(),
+                    holder: holder.map(|l| l.owner),
+                })
+            }
+            Err(e) => Err(self.dynamo_error("UpdateItem", e)),
         }
     }
 
@@ -491,14 +559,45 @@ impl Store {
         match result {
             Ok(_) => Ok(()),
             Err(e) if format!("{e:?}").contains("ConditionalCheckFailed") => {
-                Err(StateError::LeaseHeld {
+                Err(StateError::LeaseLost {
                     job: job.to_string(),
                     table: table.to_string(),
-                    owner: "another run (this run's lease expired)".into(),
-                    expires_at: now,
+                    holder: None,
                 })
             }
             Err(e) => Err(self.dynamo_error("TransactWriteItems", e)),
+        }
+    }
+
+    /// Claims one delivery of an event (`key`: a scheduled time, a continuation's hop)
+    /// for `claimant` (the Lambda request id, which Lambda's own retries of an event
+    /// keep), kept `keep` long: true for the first claimant, and for it again; false for
+    /// any other delivery of the same event.
+    pub async fn claim_delivery(
+        &self,
+        job: &str,
+        key: &str,
+        claimant: &str,
+        now: DateTime<Utc>,
+        keep: chrono::Duration,
+    ) -> Result<bool, StateError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(job_pk(job)))
+            .item("sk", s(format!("DELIVERY#{key}")))
+            .item("claimant", s(claimant))
+            .item("at", s(now.to_rfc3339()))
+            .item("expires_at", n((now + keep).timestamp().max(0) as u64))
+            .condition_expression("attribute_not_exists(pk) OR claimant = :claimant")
+            .expression_attribute_values(":claimant", s(claimant))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) if is_condition_failed(&e) => Ok(false),
+            Err(e) => Err(self.dynamo_error("PutItem", e)),
         }
     }
 

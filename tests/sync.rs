@@ -12,6 +12,7 @@ pub const TIMING: Timing = Timing {
     catchup_window_seconds: 86400,
     lookback_seconds: 0,
     lease_seconds: 600,
+    table_concurrency: 4,
 };
 
 pub async fn setup_job(w: &World, job: &Job) {

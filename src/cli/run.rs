@@ -25,9 +25,8 @@ pub async fn run(
         from_scratch,
         force,
         run_id: sync::new_run_id("cli"),
-        deadline: None,
-        continuation: false,
         observer: progress(),
+        ..Options::default()
     };
     let mut outcomes: Vec<sync::Outcome> = Vec::new();
     loop {

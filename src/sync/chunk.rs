@@ -40,7 +40,7 @@ impl Ctx<'_> {
             &self.app.settings.staging_prefix,
             &self.job.name,
             table,
-            &self.options.run_id,
+            &self.owner,
             chunk_no,
         );
         let part = key::part_key(&prefix, 1, "csv.gz");
@@ -139,11 +139,14 @@ impl Ctx<'_> {
             Merge::Append
         };
         let staged = format!("s3://{}/{prefix}/", self.bucket);
-        // Inside the transaction, before COMMIT: an observer that says stop rolls the
-        // chunk back (as a crash there would).
-        let before_commit = || match &self.options.observer {
-            Some(o) => o.step(table, Step::Copied, chunk_no, rows),
-            None => Ok(()),
+        // Inside the transaction, right before COMMIT: an observer that says stop rolls
+        // the chunk back (as a crash there would), and so does a lease that is no longer
+        // ours (the fence: a run that lost its table cannot commit into it).
+        let before_commit = async {
+            let stop = |e: SyncError| -> crate::warehouse::load::BeforeCommitError { Box::new(e) };
+            self.observe(table, Step::Copied, chunk_no, rows)
+                .map_err(stop)?;
+            self.fence(run.table).await.map_err(stop)
         };
         let loaded = load_chunk(
             &self.redshift,
@@ -153,17 +156,18 @@ impl Ctx<'_> {
             &from,
             &staged,
             rows,
-            &before_commit,
+            before_commit,
         )
         .await;
         match loaded {
             Ok(()) => {}
-            Err(LoadError::Interrupted(reason)) => {
-                return Err(SyncError::Interrupted {
-                    table: table.clone(),
-                    step: Step::Copied,
-                    chunk: chunk_no,
-                    reason,
+            Err(LoadError::Interrupted(e)) => {
+                return Err(match e.downcast::<SyncError>() {
+                    Ok(e) => *e,
+                    Err(e) => SyncError::Other {
+                        table: table.clone(),
+                        message: e.to_string(),
+                    },
                 })
             }
             Err(e) => {

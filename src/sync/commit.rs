@@ -26,34 +26,35 @@ impl Ctx<'_> {
             .put_table_document_leased(
                 &self.job.name,
                 &table.source,
-                &self.options.run_id,
+                &self.owner,
                 MARK,
                 &serde_json::to_value(mark).expect("marks serialize"),
                 now,
                 now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
             )
             .await
-            .map_err(Self::state_error(table))?;
+            .map_err(super::state_error(table))?;
         if rows > 0 {
             self.observe(&table.source, Step::MarkMoved, chunk, rows)?;
         }
         Ok(())
     }
 
-    /// Renews the lease after a chunk that does not move the mark (a lookback re-read, a
-    /// full copy's chunk), so a long run keeps it.
-    pub(super) async fn renew_lease(&self, table: &Table) -> Result<(), SyncError> {
+    /// Renews the lease, only while this invocation still holds it: before every
+    /// Redshift COMMIT, and after a chunk that does not move the mark (a lookback re-read,
+    /// a full copy's chunk), so a long run keeps it.
+    pub(super) async fn fence(&self, table: &Table) -> Result<(), SyncError> {
         let now = Utc::now();
         self.app
             .store
-            .acquire_lease(
+            .renew_lease(
                 &self.job.name,
                 &table.source,
-                &self.options.run_id,
+                &self.owner,
                 now,
                 now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
             )
             .await
-            .map_err(Self::state_error(table))
+            .map_err(super::state_error(table))
     }
 }

@@ -19,6 +19,7 @@ mod table;
 
 use std::time::Instant;
 
+use futures_util::StreamExt;
 use tracing::Instrument;
 
 use chrono::{DateTime, Utc};
@@ -63,6 +64,9 @@ pub struct Timing {
     pub lookback_seconds: u64,
     /// How long a table's lease lasts; each committed chunk renews it.
     pub lease_seconds: u64,
+    /// How many of a job's tables load at once (`LOADER_TABLE_CONCURRENCY`), each on
+    /// connections of its own.
+    pub table_concurrency: usize,
 }
 
 impl Default for Timing {
@@ -71,6 +75,7 @@ impl Default for Timing {
             catchup_window_seconds: 24 * 3600,
             lookback_seconds: 0,
             lease_seconds: 1200,
+            table_concurrency: 4,
         }
     }
 }
@@ -100,6 +105,14 @@ impl Timing {
             catchup_window_seconds: get("LOADER_CATCHUP_WINDOW", d.catchup_window_seconds, 1)?,
             lookback_seconds: get("LOADER_LOOKBACK_SECONDS", d.lookback_seconds, 0)?,
             lease_seconds: get("LOADER_LEASE_SECONDS", d.lease_seconds, 60)?,
+            table_concurrency: match lookup("LOADER_TABLE_CONCURRENCY").as_deref().map(str::trim) {
+                None | Some("") => d.table_concurrency,
+                Some(v) => v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=64).contains(n))
+                    .ok_or_else(|| format!("LOADER_TABLE_CONCURRENCY: {v:?} is not a number of tables from 1 to 64"))?,
+            },
         })
     }
 }
@@ -156,8 +169,19 @@ pub struct Options {
     /// Run even when the job's frequency says it is not due yet (manual runs,
     /// backfills, continuations).
     pub force: bool,
-    /// Identifies this run in leases, staged keys and history.
+    /// Identifies this run in history; continuations of a run share it.
     pub run_id: String,
+    /// This invocation's lease owner (and staged-object prefix): unique per invocation.
+    /// `None` makes one from the run id.
+    pub owner: Option<String>,
+    /// Take over the leases this owner holds (the invocation this one continues).
+    pub take_over: Option<String>,
+    /// Keep the leases of tables left behind (the caller hands them to a continuation
+    /// with [`Options::owner`]), instead of releasing them.
+    pub hand_over: bool,
+    /// The schedule's time for this run (EventBridge Scheduler's `scheduled-time`): the
+    /// frequency guard measures from it, so a late delivery counts as its fire.
+    pub scheduled_time: Option<DateTime<Utc>>,
     /// Stop starting chunks after this instant (Lambda's deadline minus a margin).
     pub deadline: Option<Instant>,
     /// This continues an earlier invocation of the same run: the opt-in lookback window
@@ -175,6 +199,10 @@ impl std::fmt::Debug for Options {
             .field("force", &self.force)
             .field("continuation", &self.continuation)
             .field("run_id", &self.run_id)
+            .field("owner", &self.owner)
+            .field("take_over", &self.take_over)
+            .field("hand_over", &self.hand_over)
+            .field("scheduled_time", &self.scheduled_time)
             .field("deadline", &self.deadline)
             .field("observer", &self.observer.is_some())
             .finish()
@@ -206,9 +234,27 @@ pub struct Report {
     /// time; absent when it cannot be told).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag_seconds: Option<i64>,
-    /// Why the table was not run (not due yet), when it was not.
+    /// Why the table was not run (not due yet, another run holds it), when it was not:
+    /// a skip, neither a success nor a failure.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Not started: the invocation's deadline came first. The continuation takes it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deferred: bool,
+}
+
+impl Report {
+    fn skip(reason: String) -> Report {
+        Report {
+            skipped: Some(reason),
+            ..Report::default()
+        }
+    }
+
+    /// Left behind: it has more to load in a continuation.
+    pub fn behind(&self) -> bool {
+        self.deferred || (!self.caught_up && self.rows > 0)
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -394,64 +440,146 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
             .collect::<Result<_>>()?
     };
     let source_db = app.source(job).await?;
-    let source = crate::source::open(&source_db).await?;
     let destination_db = app.destination(job).await?;
-    let redshift = crate::warehouse::open(&destination_db).await?;
     let source_at = format!("{} database {}", Role::Source, source_db.describe());
-    let fns = snapshot_fns(&source)
-        .await
-        .map_err(|e| Error::Failed(format!("{source_at}: {e}")))?;
     let destination_at = format!(
         "{} database {}",
         Role::Destination,
         destination_db.describe()
     );
-    let ctx = Ctx {
+    // Both databases answer before any table starts (a wrong URL fails the run once,
+    // not every table); the source tells its version.
+    let fns = {
+        let source = crate::source::open(&source_db).await?;
+        crate::warehouse::open(&destination_db).await?;
+        snapshot_fns(&source)
+            .await
+            .map_err(|e| Error::Failed(format!("{source_at}: {e}")))?
+    };
+    let owner = options
+        .owner
+        .clone()
+        .unwrap_or_else(|| new_owner(&options.run_id));
+    let shared = Shared {
         app,
         job,
         options,
         timing,
         bucket,
         iam_role,
-        source,
-        redshift,
         fns,
+        owner,
+        source_db,
+        destination_db,
     };
-    let mut outcomes = Vec::new();
-    for table in tables {
-        let now = Utc::now();
-        let started = Instant::now();
-        // Every log line of the table's run carries job, table and run id.
-        let span = tracing::info_span!("table_run", job = %job.name, table = %table.source, run_id = %options.run_id);
-        let result = ctx
-            .run_table(table, now)
-            .instrument(span)
-            .await
-            .map_err(|e| e.located(&table.source, &source_at, &destination_at));
-        ctx.record(table, now, &result).await;
-        if let Some(o) = &options.observer {
-            o.finished(&table.source, result.is_ok());
+    // Least recently run first, so a job that cannot finish in one invocation does not
+    // starve its last tables.
+    let order = rotate(tables, &app.store.table_items(&job.name).await?);
+    let started_any = std::sync::atomic::AtomicBool::new(false);
+    let runs = order.into_iter().map(|table| {
+        let shared = &shared;
+        let started_any = &started_any;
+        let (source_at, destination_at) = (&source_at, &destination_at);
+        async move {
+            let started = Instant::now();
+            let now = Utc::now();
+            // The deadline is checked before each table; the first always starts.
+            if started_any.swap(true, std::sync::atomic::Ordering::SeqCst)
+                && options.deadline.is_some_and(|d| started >= d)
+            {
+                return Outcome {
+                    table: table.source.clone(),
+                    result: Ok(Report {
+                        deferred: true,
+                        ..Report::default()
+                    }),
+                    seconds: 0.0,
+                };
+            }
+            // Every log line of the table's run carries job, table and run id.
+            let span = tracing::info_span!("table_run", job = %job.name, table = %table.source, run_id = %options.run_id);
+            let result = shared
+                .run_table(table, now)
+                .instrument(span)
+                .await
+                .map_err(|e| e.located(&table.source, source_at, destination_at));
+            shared.record(table, now, &result).await;
+            if let Some(o) = &options.observer {
+                o.finished(&table.source, result.is_ok());
+            }
+            Outcome {
+                table: table.source.clone(),
+                result,
+                seconds: started.elapsed().as_secs_f64(),
+            }
         }
-        outcomes.push(Outcome {
-            table: table.source.clone(),
-            result,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
+    });
+    let mut outcomes: Vec<Outcome> = futures_util::stream::iter(runs)
+        .buffer_unordered(timing.table_concurrency.max(1))
+        .collect()
+        .await;
+    // In the job's order, whatever order they finished in.
+    outcomes.sort_by_key(|o| job.tables.iter().position(|t| t.source == o.table));
     Ok(outcomes)
 }
 
-struct Ctx<'a> {
+/// The tables in the order they ran least recently (never first), from their items'
+/// last run; ties keep the job's order.
+fn rotate<'t>(tables: Vec<&'t Table>, items: &[crate::state::TableItem]) -> Vec<&'t Table> {
+    let last_started = |t: &Table| -> Option<String> {
+        items
+            .iter()
+            .find(|i| i.table == t.source.to_string())
+            .and_then(|i| i.documents.get(LAST_RUN))
+            .and_then(|d| d["started_at"].as_str().map(str::to_string))
+    };
+    let mut keyed: Vec<(Option<DateTime<Utc>>, &Table)> = tables
+        .into_iter()
+        .map(|t| {
+            let at = last_started(t)
+                .and_then(|a| DateTime::parse_from_rfc3339(&a).ok())
+                .map(|a| a.with_timezone(&Utc));
+            (at, t)
+        })
+        .collect();
+    keyed.sort_by_key(|(at, _)| *at);
+    keyed.into_iter().map(|(_, t)| t).collect()
+}
+
+/// `<run id>.<8 hex>`: one invocation's lease owner and staging prefix.
+pub fn new_owner(run_id: &str) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    format!("{run_id}.{}", &id[..8])
+}
+
+/// What every table of one invocation shares.
+struct Shared<'a> {
     app: &'a App,
     job: &'a Job,
     options: &'a Options,
     timing: Timing,
     bucket: String,
     iam_role: String,
-    source: tokio_postgres::Client,
-    redshift: tokio_postgres::Client,
     /// The source's snapshot functions (by its version).
     fns: SnapshotFns,
+    /// This invocation's lease owner.
+    owner: String,
+    source_db: crate::secrets::DbConfig,
+    destination_db: crate::secrets::DbConfig,
+}
+
+/// One table's run: the shared parts, and connections of its own on each side.
+struct Ctx<'a> {
+    shared: &'a Shared<'a>,
+    source: tokio_postgres::Client,
+    redshift: tokio_postgres::Client,
+}
+
+impl<'a> std::ops::Deref for Ctx<'a> {
+    type Target = Shared<'a>;
+    fn deref(&self) -> &Shared<'a> {
+        self.shared
+    }
 }
 
 /// Which snapshot functions the source has.
@@ -470,14 +598,14 @@ async fn snapshot_fns(source: &tokio_postgres::Client) -> std::result::Result<Sn
     Ok(SnapshotFns::for_version(version))
 }
 
-impl Ctx<'_> {
-    fn state_error(table: &Table) -> impl Fn(StateError) -> SyncError + '_ {
-        move |source| SyncError::State {
-            table: table.source.clone(),
-            source: Box::new(source),
-        }
+fn state_error(table: &Table) -> impl Fn(StateError) -> SyncError + '_ {
+    move |source| SyncError::State {
+        table: table.source.clone(),
+        source: Box::new(source),
     }
+}
 
+impl Shared<'_> {
     async fn run_table(
         &self,
         table: &Table,
@@ -485,7 +613,7 @@ impl Ctx<'_> {
     ) -> std::result::Result<Report, SyncError> {
         let store = &self.app.store;
         let job = &self.job.name;
-        let state = Self::state_error(table);
+        let state = state_error(table);
         let decisions: crate::setup::Decisions = match store
             .get_table_document(job, &table.source, crate::setup::DECISIONS)
             .await
@@ -500,29 +628,70 @@ impl Ctx<'_> {
         if !self.options.force {
             if let Some(reason) = self.not_due(table, now).await.map_err(&state)? {
                 tracing::info!(table = %table.source, %reason, "skipped");
-                return Ok(Report {
-                    caught_up: true,
-                    skipped: Some(reason),
-                    ..Report::default()
-                });
+                return Ok(Report::skip(reason));
             }
         }
-        let owner = self.options.run_id.clone();
+        let owner = &self.owner;
         let lease_until = now + chrono::Duration::seconds(self.timing.lease_seconds as i64);
-        store
-            .acquire_lease(job, &table.source, &owner, now, lease_until)
+        match store
+            .take_lease(
+                job,
+                &table.source,
+                owner,
+                self.options.take_over.as_deref(),
+                now,
+                lease_until,
+            )
             .await
-            .map_err(&state)?;
-        let result = self.load_table(table, &decisions).await;
-        store
-            .release_lease(job, &table.source, &owner)
-            .await
-            .map_err(&state)?;
+        {
+            Ok(()) => {}
+            // Another run is loading it: a skip, not a failure.
+            Err(StateError::LeaseHeld {
+                owner, expires_at, ..
+            }) => {
+                let reason = format!(
+                    "being loaded by run {owner} (lease until {})",
+                    expires_at.format("%Y-%m-%d %H:%M:%SZ")
+                );
+                tracing::info!(table = %table.source, %reason, "skipped");
+                return Ok(Report::skip(reason));
+            }
+            Err(e) => return Err(state(e)),
+        }
+        let result = async {
+            let ctx = Ctx {
+                shared: self,
+                source: crate::source::open(&self.source_db).await.map_err(|e| {
+                    SyncError::Other {
+                        table: table.source.clone(),
+                        message: e.to_string(),
+                    }
+                })?,
+                redshift: crate::warehouse::open(&self.destination_db)
+                    .await
+                    .map_err(|e| SyncError::Other {
+                        table: table.source.clone(),
+                        message: e.to_string(),
+                    })?,
+            };
+            ctx.load_table(table, &decisions).await
+        }
+        .await;
+        // A table left behind keeps its lease when a continuation will take it over.
+        let handing_over = self.options.hand_over && matches!(&result, Ok(r) if r.behind());
+        if !handing_over {
+            store
+                .release_lease(job, &table.source, owner)
+                .await
+                .map_err(&state)?;
+        }
         result
     }
 
-    /// The frequency guard: a table runs at most once per `frequency` seconds after its
-    /// last successful run that caught up.
+    /// The frequency guard: a table runs at most once per `frequency` seconds, measured
+    /// from when its last successful run that caught up was scheduled (or, for runs
+    /// without a schedule, started): so `frequency` equal to the schedule's period runs
+    /// on every fire, however long each run took.
     async fn not_due(
         &self,
         table: &Table,
@@ -539,21 +708,26 @@ impl Ctx<'_> {
         if last["report"]["caught_up"] != true {
             return Ok(None);
         }
-        let Some(at) = last["at"]
-            .as_str()
-            .and_then(|a| DateTime::parse_from_rfc3339(a).ok())
+        let time = |field: &str| {
+            last[field]
+                .as_str()
+                .and_then(|a| DateTime::parse_from_rfc3339(a).ok())
+                .map(|t| t.with_timezone(&Utc))
+        };
+        let last_scheduled = time("scheduled_time");
+        let Some(last_start) = last_scheduled
+            .or_else(|| time("started_at"))
+            .or_else(|| time("at"))
         else {
             return Ok(None);
         };
-        let due = at.with_timezone(&Utc) + chrono::Duration::seconds(self.job.frequency as i64);
-        Ok((now < due).then(|| {
-            format!(
-                "not due until {} (last success {}, frequency {} s); force to run now",
-                due.format("%Y-%m-%d %H:%M:%SZ"),
-                at.with_timezone(&Utc).format("%Y-%m-%d %H:%M:%SZ"),
-                self.job.frequency
-            )
-        }))
+        let this = self.options.scheduled_time.unwrap_or(now);
+        Ok(guard(
+            last_start,
+            last_scheduled.is_some() && self.options.scheduled_time.is_some(),
+            this,
+            self.job.frequency,
+        ))
     }
 
     fn observe(
@@ -580,25 +754,6 @@ impl Ctx<'_> {
         }
     }
 
-    /// The planner's row estimate for a source table, when it has one (the table was
-    /// analyzed, by autovacuum or by hand). Only for progress: a failure is no estimate.
-    async fn estimate_rows(&self, table: &TableRef) -> Option<u64> {
-        let name = crate::quote::qualified(&table.schema, &table.name);
-        let row = self
-            .source
-            .query_opt(
-                "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",
-                &[&name],
-            )
-            .await
-            .map_err(
-                |e| tracing::debug!(error = %crate::connect::error_chain(&e), "no row estimate"),
-            )
-            .ok()??;
-        let rows: f64 = row.get(0);
-        (rows > 0.0).then_some(rows as u64)
-    }
-
     /// Deletes staged objects; a failure only leaves work for the bucket's lifecycle rule.
     async fn cleanup(&self, keys: &[String]) {
         for k in keys {
@@ -617,13 +772,17 @@ impl Ctx<'_> {
         }
     }
 
-    /// Stores the table's last result (and error) for `status`.
+    /// Stores the table's last result (and error) for `status`, and the run history. A
+    /// skip goes to the history only: it is neither the last success nor a failure.
     async fn record(
         &self,
         table: &Table,
         started: DateTime<Utc>,
         result: &std::result::Result<Report, SyncError>,
     ) {
+        if matches!(result, Ok(r) if r.deferred) {
+            return;
+        }
         let now = Utc::now();
         let seconds = (now - started).num_milliseconds().max(0) as f64 / 1000.0;
         let mut doc = match result {
@@ -638,33 +797,40 @@ impl Ctx<'_> {
         };
         doc["started_at"] = started.to_rfc3339().into();
         doc["seconds"] = seconds.into();
+        doc["owner"] = self.owner.clone().into();
+        if let Some(t) = self.options.scheduled_time {
+            doc["scheduled_time"] = t.to_rfc3339().into();
+        }
         let rows = result.as_ref().map_or(0, |r| r.rows);
+        let skipped = matches!(result, Ok(r) if r.skipped.is_some());
         let store = &self.app.store;
         let job = &self.job.name;
         let written = async {
-            store
-                .put_table_document_counting(
-                    job,
-                    &table.source,
-                    LAST_RUN,
-                    &doc,
-                    (ROWS_TOTAL, rows),
-                    now,
-                )
-                .await?;
-            match result {
-                Ok(_) => {
-                    store
-                        .put_table_document(job, &table.source, LAST_SUCCESS, &doc, now)
-                        .await?;
-                    store
-                        .remove_table_attributes(job, &table.source, &[LAST_ERROR])
-                        .await?;
-                }
-                Err(_) => {
-                    store
-                        .put_table_document(job, &table.source, LAST_ERROR, &doc, now)
-                        .await?
+            if !skipped {
+                store
+                    .put_table_document_counting(
+                        job,
+                        &table.source,
+                        LAST_RUN,
+                        &doc,
+                        (ROWS_TOTAL, rows),
+                        now,
+                    )
+                    .await?;
+                match result {
+                    Ok(_) => {
+                        store
+                            .put_table_document(job, &table.source, LAST_SUCCESS, &doc, now)
+                            .await?;
+                        store
+                            .remove_table_attributes(job, &table.source, &[LAST_ERROR])
+                            .await?;
+                    }
+                    Err(_) => {
+                        store
+                            .put_table_document(job, &table.source, LAST_ERROR, &doc, now)
+                            .await?
+                    }
                 }
             }
             store
@@ -683,6 +849,53 @@ impl Ctx<'_> {
             tracing::warn!(table = %table.source, error = %e, "recording the run result failed");
         }
     }
+}
+
+impl Ctx<'_> {
+    /// The planner's row estimate for a source table, when it has one (the table was
+    /// analyzed, by autovacuum or by hand). Only for progress: a failure is no estimate.
+    async fn estimate_rows(&self, table: &TableRef) -> Option<u64> {
+        let name = crate::quote::qualified(&table.schema, &table.name);
+        let row = self
+            .source
+            .query_opt(
+                "SELECT reltuples::float8 FROM pg_catalog.pg_class WHERE oid = to_regclass($1)",
+                &[&name],
+            )
+            .await
+            .map_err(
+                |e| tracing::debug!(error = %crate::connect::error_chain(&e), "no row estimate"),
+            )
+            .ok()??;
+        let rows: f64 = row.get(0);
+        (rows > 0.0).then_some(rows as u64)
+    }
+}
+
+/// PURE: `None` when a run at `this` is due after one at `last`, else why not. Two
+/// scheduled times compare exactly; otherwise a start time's jitter is forgiven by a
+/// twentieth of the frequency (at most 30 s), so runs started by a schedule of the same
+/// period are not skipped for a few seconds of delay.
+pub fn guard(
+    last: DateTime<Utc>,
+    both_scheduled: bool,
+    this: DateTime<Utc>,
+    frequency: u64,
+) -> Option<String> {
+    let tolerance = if both_scheduled {
+        0
+    } else {
+        (frequency / 20).min(30) as i64
+    };
+    let due = last + chrono::Duration::seconds(frequency as i64 - tolerance);
+    (this < due).then(|| {
+        format!(
+            "not due until {} (last run {}, frequency {} s); force to run now",
+            due.format("%Y-%m-%d %H:%M:%SZ"),
+            last.format("%Y-%m-%d %H:%M:%SZ"),
+            frequency
+        )
+    })
 }
 
 /// `cli-20261125T071500-1a2b3c4d`: sortable, unique, says where the run came from.
@@ -769,5 +982,55 @@ mod tests {
                 .lookback_seconds,
             600
         );
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn the_guard_measures_from_the_last_scheduled_time() {
+        let last = at("2026-01-01T12:00:00Z");
+        // Every fire of a schedule whose period is the frequency is due, however late
+        // the previous run finished.
+        assert_eq!(guard(last, true, at("2026-01-01T12:05:00Z"), 300), None);
+        assert!(guard(last, true, at("2026-01-01T12:04:59Z"), 300).is_some());
+        // Start times forgive a twentieth of the frequency (at most 30 s)...
+        assert_eq!(guard(last, false, at("2026-01-01T12:04:46Z"), 300), None);
+        let skipped = guard(last, false, at("2026-01-01T12:04:44Z"), 300).unwrap();
+        assert_eq!(
+            skipped,
+            "not due until 2026-01-01 12:04:45Z (last run 2026-01-01 12:00:00Z, frequency 300 s); force to run now"
+        );
+        assert!(guard(last, false, at("2026-01-01T12:59:29Z"), 3600).is_some());
+        assert_eq!(guard(last, false, at("2026-01-01T12:59:30Z"), 3600), None);
+    }
+
+    #[test]
+    fn tables_run_least_recently_run_first() {
+        let job = crate::config::Job::parse(
+            "name: j\nsource: {url_env: S}\ndestination: {url_env: D}\nfrequency: 60\ntables: [{source: public.a}, {source: public.b}, {source: public.c}, {source: public.d}]\n",
+            crate::config::Format::Yaml,
+        )
+        .unwrap();
+        let item = |table: &str, started: &str| crate::state::TableItem {
+            table: table.into(),
+            documents: [(
+                LAST_RUN.to_string(),
+                serde_json::json!({ "started_at": started }),
+            )]
+            .into(),
+            counters: Default::default(),
+        };
+        let items = [
+            item("public.a", "2026-01-01T12:03:00Z"),
+            item("public.b", "2026-01-01T12:01:00Z"),
+            item("public.d", "2026-01-01T12:02:00Z"),
+        ];
+        let order: Vec<String> = rotate(job.tables.iter().collect(), &items)
+            .iter()
+            .map(|t| t.source.name.clone())
+            .collect();
+        assert_eq!(order, ["c", "b", "d", "a"]);
     }
 }

@@ -130,7 +130,7 @@ impl Ctx<'_> {
             store
                 .get_table_document(job, &table.source, super::MARK)
                 .await
-                .map_err(Self::state_error(table))?
+                .map_err(super::state_error(table))?
                 .and_then(|m| serde_json::from_value::<Mark>(m).ok())
                 .filter(|m| m.mode == mode && m.keys == key_names)
         };
@@ -209,8 +209,14 @@ impl Ctx<'_> {
                         .into(),
                 ));
             }
-            self.swap(&table.source, &d.destination, &run.target, report.chunks)
-                .await?;
+            self.swap(
+                table,
+                &table.source,
+                &d.destination,
+                &run.target,
+                report.chunks,
+            )
+            .await?;
         }
         Ok(report)
     }
@@ -287,7 +293,7 @@ impl Ctx<'_> {
                     }
                     PassKind::Lookback => {
                         if done.rows > 0 {
-                            self.renew_lease(run.table).await?;
+                            self.fence(run.table).await?;
                         }
                     }
                     PassKind::Forward => {
@@ -303,7 +309,7 @@ impl Ctx<'_> {
                             self.commit_mark(run.table, stored, chunk_no, done.rows)
                                 .await?;
                         } else if done.rows > 0 {
-                            self.renew_lease(run.table).await?;
+                            self.fence(run.table).await?;
                         }
                     }
                 }

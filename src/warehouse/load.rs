@@ -30,10 +30,10 @@ pub enum LoadError {
         loaded: u64,
         written: u64,
     },
-    /// The caller's `before_commit` said stop (its reason): the transaction was rolled
+    /// The caller's `before_commit` said stop (its error): the transaction was rolled
     /// back.
-    #[error("stopped before the commit: {0}")]
-    Interrupted(String),
+    #[error("{0}")]
+    Interrupted(BeforeCommitError),
     #[error("Redshift: loading {table} failed at `{statement}`: {reason}")]
     Statement {
         table: TableRef,
@@ -41,6 +41,9 @@ pub enum LoadError {
         reason: String,
     },
 }
+
+/// Why a caller's `before_commit` stopped the chunk.
+pub type BeforeCommitError = Box<dyn std::error::Error + Send + Sync>;
 
 /// How the chunk lands in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +55,10 @@ pub enum Merge<'a> {
 }
 
 /// Loads one chunk. `target` receives the rows; `columns` are the loaded columns (in
-/// the staged files' order; when merging, the files also end with [`ROW_ORDER`]). `before_commit` runs after the COPY, inside the
-/// transaction; an error from it rolls the chunk back.
+/// the staged files' order; when merging, the files also end with [`ROW_ORDER`]).
+/// `before_commit` is awaited after the COPY and the merge, right before COMMIT, inside
+/// the transaction (the caller's fence: is the table still ours?); an error from it rolls
+/// the chunk back.
 #[allow(clippy::too_many_arguments)]
 pub async fn load_chunk(
     rs: &tokio_postgres::Client,
@@ -63,7 +68,7 @@ pub async fn load_chunk(
     from: &CopyFrom<'_>,
     staged_prefix: &str,
     rows_written: u64,
-    before_commit: &(dyn Fn() -> Result<(), String> + Sync),
+    before_commit: impl std::future::Future<Output = Result<(), BeforeCommitError>>,
 ) -> Result<(), LoadError> {
     let mut staged: Vec<ColumnDef> = columns.to_vec();
     if let Merge::Upsert { .. } = merge {
@@ -91,7 +96,6 @@ pub async fn load_chunk(
                 written: rows_written,
             });
         }
-        before_commit().map_err(LoadError::Interrupted)?;
         statements.clear();
         if let Merge::Upsert { key } = merge {
             statements.push(sql::dedupe_stage(STAGE, key, ROW_ORDER));
@@ -99,10 +103,11 @@ pub async fn load_chunk(
         }
         statements.push(sql::insert_from_stage(target, STAGE, columns));
         statements.push(format!("DROP TABLE {}", quote::ident(STAGE)));
-        statements.push("COMMIT".into());
         for s in &statements {
             run(rs, target, s).await?;
         }
+        before_commit.await.map_err(LoadError::Interrupted)?;
+        run(rs, target, "COMMIT").await?;
         Ok(())
     }
     .await;
