@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one shared local stack (see `tests/testkit`).
 
 mod capture;
+mod coordination;
 mod errors;
 mod jobs;
 mod lambda;

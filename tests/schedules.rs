@@ -54,7 +54,10 @@ async fn sync_keeps_one_schedule_per_enabled_job() {
     let shop_schedule = listed.iter().find(|e| e.name == "job-shop").unwrap();
     assert_eq!(shop_schedule.expression, "cron(0/15 9,10 * * ? *)");
     assert_eq!(shop_schedule.timezone, "Europe/London");
-    assert_eq!(shop_schedule.input, r#"{"action":"run","job":"shop"}"#);
+    assert_eq!(
+        shop_schedule.input,
+        r#"{"action":"run","execution_id":"<aws.scheduler.execution-id>","job":"shop","scheduled_time":"<aws.scheduler.scheduled-time>"}"#
+    );
     assert_eq!(
         listed
             .iter()

@@ -334,7 +334,7 @@ async fn every_supported_type_round_trips_exactly() {
 }
 
 #[tokio::test]
-async fn a_table_another_run_is_loading_is_skipped_with_the_holder_named() {
+async fn a_table_another_run_is_loading_is_skipped_not_failed_with_the_holder_named() {
     let w = World::new().await;
     w.source()
         .await
@@ -361,17 +361,31 @@ async fn a_table_another_run_is_loading_is_skipped_with_the_holder_named() {
         .await
         .unwrap();
     let outcomes = run(&w, &job).await;
-    let message = match &outcomes[0].result {
-        Ok(r) => panic!("ran anyway: {r:?}"),
-        Err(e) => e.to_string(),
-    };
+    let skipped = ok(&outcomes[0]).skipped.clone().expect("a skip");
     assert!(
-        message.contains("is being loaded by run lambda-run-42"),
-        "{message}"
+        skipped.starts_with("being loaded by run lambda-run-42 (lease until "),
+        "{skipped}"
     );
     assert_eq!(ok(&outcomes[1]).rows, 1);
     let loaded = rows(&w.warehouse().await, "SELECT count(*) FROM analytics.a").await;
     assert_eq!(loaded[0][0].as_deref(), Some("0"));
+    // Neither a failure nor a success: only the run history has it.
+    let a = TableRef::new("public", "a");
+    for doc in [sync::LAST_ERROR, sync::LAST_SUCCESS, sync::LAST_RUN] {
+        let stored = w
+            .app
+            .store
+            .get_table_document("busy", &a, doc)
+            .await
+            .unwrap();
+        assert_eq!(stored, None, "{doc}");
+    }
+    let history = w.app.store.runs("busy", 10).await.unwrap();
+    let skip = history
+        .iter()
+        .find(|r| r["table"] == "public.a")
+        .expect("the skip is in the history");
+    assert_eq!(skip["report"]["skipped"], serde_json::json!(skipped));
 }
 
 #[tokio::test]

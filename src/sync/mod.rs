@@ -475,16 +475,18 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     // Least recently run first, so a job that cannot finish in one invocation does not
     // starve its last tables.
     let order = rotate(tables, &app.store.table_items(&job.name).await?);
-    let started_any = std::sync::atomic::AtomicBool::new(false);
+    // Set once a table has run (not skipped): from then on, the deadline defers the rest.
+    let progressed = std::sync::atomic::AtomicBool::new(false);
     let runs = order.into_iter().map(|table| {
         let shared = &shared;
-        let started_any = &started_any;
+        let progressed = &progressed;
         let (source_at, destination_at) = (&source_at, &destination_at);
         async move {
             let started = Instant::now();
             let now = Utc::now();
-            // The deadline is checked before each table; the first always starts.
-            if started_any.swap(true, std::sync::atomic::Ordering::SeqCst)
+            // The deadline is checked before each table; until one has run, tables start
+            // anyway (as many as run at once), so a chain of continuations always moves.
+            if progressed.load(std::sync::atomic::Ordering::SeqCst)
                 && options.deadline.is_some_and(|d| started >= d)
             {
                 return Outcome {
@@ -503,6 +505,9 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
                 .instrument(span)
                 .await
                 .map_err(|e| e.located(&table.source, source_at, destination_at));
+            if !matches!(&result, Ok(r) if r.skipped.is_some()) {
+                progressed.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
             shared.record(table, now, &result).await;
             if let Some(o) = &options.observer {
                 o.finished(&table.source, result.is_ok());
@@ -985,7 +990,9 @@ mod tests {
     }
 
     fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     #[test]
