@@ -72,6 +72,67 @@ pub struct RunEvent {
     /// the logs.
     #[serde(default)]
     pub execution_id: Option<String>,
+    /// Set in a fan-out part (and its continuations): its number. The scheduled
+    /// invocation of a job with many tables runs part 0 itself and invokes the others.
+    #[serde(default)]
+    pub part: Option<u32>,
+}
+
+/// How a run of a job with many tables spreads over invocations
+/// (`LOADER_TABLES_PER_INVOCATION`, `LOADER_FANOUT_LIMIT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FanOut {
+    /// A job with more enabled tables than this is split into parts.
+    pub tables_per_invocation: usize,
+    /// At most this many invocations run one job at once (the scheduled one included):
+    /// size the function's reserved concurrency for it.
+    pub limit: usize,
+}
+
+impl Default for FanOut {
+    fn default() -> FanOut {
+        FanOut {
+            tables_per_invocation: 16,
+            limit: 8,
+        }
+    }
+}
+
+impl FanOut {
+    fn from_lookup(
+        lookup: &impl Fn(&str) -> Option<String>,
+    ) -> std::result::Result<FanOut, String> {
+        let d = FanOut::default();
+        let get =
+            |name: &str, default: usize, max: usize| match lookup(name).as_deref().map(str::trim) {
+                None | Some("") => Ok(default),
+                Some(v) => v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=max).contains(n))
+                    .ok_or_else(|| format!("{name}: {v:?} is not a whole number from 1 to {max}")),
+            };
+        Ok(FanOut {
+            tables_per_invocation: get(
+                "LOADER_TABLES_PER_INVOCATION",
+                d.tables_per_invocation,
+                10_000,
+            )?,
+            limit: get("LOADER_FANOUT_LIMIT", d.limit, 1000)?,
+        })
+    }
+
+    /// PURE: `tables` (least recently run first) dealt into parts, part 0 first. One part
+    /// when they fit one invocation.
+    pub fn parts<T: Clone>(&self, tables: &[T]) -> Vec<Vec<T>> {
+        let wanted = tables.len().div_ceil(self.tables_per_invocation.max(1));
+        let n = wanted.clamp(1, self.limit.max(1));
+        let mut parts = vec![Vec::new(); n];
+        for (i, t) in tables.iter().enumerate() {
+            parts[i % n].push(t.clone());
+        }
+        parts
+    }
 }
 
 /// How long a delivered event is remembered, to recognise it when it comes again.
@@ -87,6 +148,7 @@ pub fn parse_event(payload: &Value) -> Result<Event> {
 pub struct Handler {
     pub app: App,
     pub timing: Timing,
+    pub fan_out: FanOut,
     pub margin: Duration,
     /// Print a CloudWatch EMF line per table run (inside Lambda, where CloudWatch Logs
     /// reads stdout: `AWS_LAMBDA_FUNCTION_NAME` is set).
@@ -102,6 +164,7 @@ impl Handler {
             .unwrap_or(DEFAULT_MARGIN);
         Ok(Handler {
             timing: Timing::from_lookup(&lookup).map_err(Error::Usage)?,
+            fan_out: FanOut::from_lookup(&lookup).map_err(Error::Usage)?,
             app,
             margin,
             emit_metrics: lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
@@ -168,11 +231,17 @@ impl Handler {
 
     async fn run(&self, event: RunEvent, remaining: Duration, request_id: &str) -> Result<Value> {
         let job = self.app.store.require_job(&event.job).await?.job;
-        let continuation = event.run_id.is_some();
+        // A fan-out part is a fresh start on its tables (its frequency guard applies); a
+        // continuation goes on where its previous hop stopped.
+        let continuation = event.run_id.is_some() && event.hop > 0;
         // EventBridge Scheduler delivers at least once, and so does an asynchronous
-        // invoke: the same scheduled time, or the same hop of a chain, runs once.
+        // invoke: the same scheduled time, or the same hop of a part's chain, runs once.
         let delivery = match (&event.run_id, &event.scheduled_time) {
-            (Some(run_id), _) => Some(format!("hop#{run_id}#{}", event.hop)),
+            (Some(run_id), _) => Some(format!(
+                "hop#{run_id}#{}#{}",
+                event.part.unwrap_or(0),
+                event.hop
+            )),
             (None, Some(t)) => Some(format!("schedule#{}", t.to_rfc3339())),
             (None, None) => None,
         };
@@ -193,7 +262,7 @@ impl Handler {
             tracing::info!(job = %job.name, "skipped: the job is disabled");
             return Ok(json!({"action": "run", "job": job.name, "skipped": "the job is disabled"}));
         }
-        if !event.force && !continuation {
+        if !event.force && event.run_id.is_none() {
             // `at` is judged by the minute the schedule fired for, not by when the
             // invocation got to run (a cold start, a throttle, a retry).
             let at = event.scheduled_time.unwrap_or_else(Utc::now);
@@ -214,8 +283,28 @@ impl Handler {
             .clone()
             .unwrap_or_else(|| sync::new_run_id("lambda"));
         let owner = sync::new_owner(&run_id);
+        // A job with more tables than one invocation carries is split: the other parts
+        // go to invocations of their own, which run at the same time as this one.
+        let mut tables = event.tables.clone();
+        let mut parts_sent = Vec::new();
+        if event.run_id.is_none() && tables.is_empty() {
+            let order = sync::table_order(&self.app, &job).await?;
+            let mut parts = self.fan_out.parts(&order).into_iter();
+            tables = parts.next().unwrap_or_default();
+            for (k, part) in parts.enumerate() {
+                let mut payload = json!({
+                    "action": "run", "job": job.name, "tables": part, "run_id": run_id,
+                    "part": k + 1, "force": event.force, "from_scratch": event.from_scratch,
+                });
+                if let Some(t) = event.scheduled_time {
+                    payload["scheduled_time"] = t.to_rfc3339().into();
+                }
+                self.invoke_self(&payload).await?;
+                parts_sent.push(payload);
+            }
+        }
         let options = Options {
-            tables: event.tables.clone(),
+            tables,
             from_scratch: event.from_scratch,
             force: event.force || continuation,
             run_id: run_id.clone(),
@@ -239,6 +328,9 @@ impl Handler {
                 "action": "run", "job": job.name, "tables": behind,
                 "run_id": run_id, "hop": event.hop + 1, "owner": owner,
             });
+            if let Some(part) = event.part {
+                next["part"] = part.into();
+            }
             if let Some(t) = event.scheduled_time {
                 next["scheduled_time"] = t.to_rfc3339().into();
             }
@@ -264,7 +356,7 @@ impl Handler {
         let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
         let summary = json!({
             "action": "run", "job": job.name, "run_id": run_id, "hop": event.hop,
-            "tables": tables, "continuation": continued,
+            "tables": tables, "continuation": continued, "parts": parts_sent,
         });
         for o in &outcomes {
             let m = o.measured(&job.name, &run_id);
@@ -413,6 +505,7 @@ mod tests {
                 owner: None,
                 scheduled_time: None,
                 execution_id: None,
+                part: None,
             })
         );
         // What EventBridge Scheduler delivers from the schedule's input.
@@ -437,5 +530,39 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `tabels`"), "{e}");
+    }
+
+    #[test]
+    fn a_job_with_many_tables_is_dealt_into_parts() {
+        let fan = FanOut {
+            tables_per_invocation: 2,
+            limit: 3,
+        };
+        let tables: Vec<u32> = (1..=7).collect();
+        assert_eq!(
+            fan.parts(&tables),
+            vec![vec![1, 4, 7], vec![2, 5], vec![3, 6]],
+            "4 parts wanted, 3 allowed"
+        );
+        assert_eq!(
+            fan.parts(&tables[..2]),
+            vec![vec![1, 2]],
+            "fits one invocation"
+        );
+        assert_eq!(fan.parts::<u32>(&[]), vec![Vec::<u32>::new()]);
+        let roomy = FanOut {
+            tables_per_invocation: 3,
+            limit: 8,
+        };
+        assert_eq!(
+            roomy.parts(&tables),
+            vec![vec![1, 4, 7], vec![2, 5], vec![3, 6]]
+        );
+        let e = FanOut::from_lookup(&|k: &str| (k == "LOADER_FANOUT_LIMIT").then(|| "0".into()))
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "LOADER_FANOUT_LIMIT: \"0\" is not a whole number from 1 to 1000"
+        );
     }
 }

@@ -537,3 +537,59 @@ async fn tables_load_at_once_up_to_the_concurrency_each_on_its_own_connections()
     }
     let _ = rows;
 }
+
+#[tokio::test]
+async fn a_job_with_many_tables_fans_out_and_each_part_runs_once() {
+    let w = World::new().await;
+    orders_job(&w, "many", 5, 7).await;
+    let mut h = handler(&w);
+    h.fan_out = redshift_loader::lambda::FanOut {
+        tables_per_invocation: 2,
+        limit: 3,
+    };
+    let first = h
+        .handle(json!({"action": "run", "job": "many"}), FIFTEEN)
+        .await
+        .unwrap();
+    let mine: Vec<String> = first["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(mine.len(), 3, "{first}");
+    let parts = w.stack.invoke.take(&w.function);
+    assert_eq!(
+        parts.len(),
+        2,
+        "7 tables, 2 an invocation, at most 3 invocations"
+    );
+    let mut all = mine.clone();
+    for p in &parts {
+        assert_eq!(p.invocation_type, "Event");
+        assert_eq!(p.payload["run_id"], first["run_id"]);
+        for t in p.payload["tables"].as_array().unwrap() {
+            all.push(t.as_str().unwrap().to_string());
+        }
+    }
+    all.sort();
+    let expected: Vec<String> = (0..7).map(|t| format!("public.t{t}")).collect();
+    assert_eq!(all, expected, "every table in exactly one part");
+    // The parts run at once, each on its own tables; a second delivery of one does
+    // nothing.
+    let (a, b) = tokio::join!(
+        h.handle(parts[0].payload.clone(), FIFTEEN),
+        h.handle(parts[1].payload.clone(), FIFTEEN)
+    );
+    for out in [a.unwrap(), b.unwrap()] {
+        for t in out["tables"].as_array().unwrap() {
+            assert_eq!(t["report"]["rows"], 5, "{out}");
+        }
+    }
+    let again = h.handle(parts[0].payload.clone(), FIFTEEN).await.unwrap();
+    assert!(again["skipped"].is_string(), "{again}");
+    assert_eq!(drain(&w, &h).await, 0);
+    for t in 0..7 {
+        assert_eq!(count(&w, &format!("t{t}")).await, 5, "t{t}");
+    }
+}

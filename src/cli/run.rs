@@ -33,7 +33,7 @@ pub async fn run(
         let round = sync::run(&app, &stored.job, &options, timing).await?;
         let again: Vec<TableRef> = round
             .iter()
-            .filter(|o| matches!(&o.result, Ok(r) if !r.caught_up && r.rows > 0))
+            .filter(|o| matches!(&o.result, Ok(r) if r.behind()))
             .map(|o| o.table.clone())
             .collect();
         for o in round {
@@ -118,6 +118,8 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
     match (&mut previous.result, next.result) {
         (Ok(a), Ok(b)) => {
             a.rows += b.rows;
+            a.late_rows += b.late_rows;
+            a.reread_rows += b.reread_rows;
             a.chunks += b.chunks;
             a.bytes_staged += b.bytes_staged;
             a.values_truncated += b.values_truncated;

@@ -528,6 +528,16 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     Ok(outcomes)
 }
 
+/// The job's enabled tables, least recently run first: the order a run takes them in,
+/// and the order a fan-out deals them into parts.
+pub async fn table_order(app: &App, job: &Job) -> Result<Vec<TableRef>> {
+    let enabled: Vec<&Table> = job.tables.iter().filter(|t| !t.disabled).collect();
+    Ok(rotate(enabled, &app.store.table_items(&job.name).await?)
+        .into_iter()
+        .map(|t| t.source.clone())
+        .collect())
+}
+
 /// The tables in the order they ran least recently (never first), from their items'
 /// last run; ties keep the job's order.
 fn rotate<'t>(tables: Vec<&'t Table>, items: &[crate::state::TableItem]) -> Vec<&'t Table> {
