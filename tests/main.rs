@@ -6,6 +6,7 @@ mod errors;
 mod jobs;
 mod lambda;
 mod progress;
+mod replica;
 mod schedules;
 mod secrets;
 mod setup;

@@ -20,6 +20,9 @@ pub struct World {
     /// count transaction ids no other test's transactions may touch (ids are per
     /// cluster, not per database).
     own_source: Option<testkit::pg::PgCluster>,
+    /// A hot standby of `own_source` that the loader reads, when the world asked for
+    /// one; tests write on the primary.
+    replica: Option<testkit::pg::PgCluster>,
 }
 
 impl World {
@@ -56,6 +59,7 @@ impl World {
             env,
             app,
             own_source: None,
+            replica: None,
         }
     }
 
@@ -74,7 +78,42 @@ impl World {
         w
     }
 
-    /// The source database, directly.
+    /// A world whose loader reads a hot standby of a source cluster of its own:
+    /// [`World::source`] is the primary (write there), [`World::replica`] the standby,
+    /// and the job's `source.url` points at the standby. Runs see the primary's commits
+    /// once [`World::replayed`] has returned.
+    pub async fn with_replica_source() -> World {
+        let mut w = World::with_own_source().await;
+        let primary = w.own_source.as_ref().expect("its own source");
+        let replica = primary.start_replica("replica-source").await.unwrap();
+        let url = replica.url(&w.names.source_db);
+        for (k, v) in w.env.iter_mut() {
+            if k == "SOURCE_DATABASE_URL" {
+                *v = url.clone();
+            }
+        }
+        w.replica = Some(replica);
+        w
+    }
+
+    /// The standby the loader reads, directly (`with_replica_source` only).
+    pub async fn replica(&self) -> tokio_postgres::Client {
+        self.replica
+            .as_ref()
+            .expect("a world with_replica_source")
+            .connect(&self.names.source_db)
+            .await
+            .unwrap()
+    }
+
+    /// Waits until the standby has replayed every transaction the primary committed.
+    pub async fn replayed(&self) {
+        let replica = self.replica.as_ref().expect("a world with_replica_source");
+        let primary = self.own_source.as_ref().expect("its own source");
+        replica.wait_for_replay(primary).await.unwrap();
+    }
+
+    /// The source database, directly (the primary, in a world with a replica).
     pub async fn source(&self) -> tokio_postgres::Client {
         self.own_source
             .as_ref()
@@ -93,9 +132,11 @@ impl World {
             .unwrap()
     }
 
+    /// The source the loader reads: the replica, in a world with one.
     pub fn source_url(&self) -> String {
-        self.own_source
+        self.replica
             .as_ref()
+            .or(self.own_source.as_ref())
             .unwrap_or(&self.stack.source)
             .url(&self.names.source_db)
     }

@@ -3,7 +3,8 @@
 //! `initdb` and `postgres` run as the `postgres` user when we are root (PostgreSQL
 //! refuses to run as root), in a scratch directory that user owns, with settings that
 //! trade durability for speed. One cluster serves a whole test binary; each test makes
-//! its own database with [`PgCluster::create_database`].
+//! its own database with [`PgCluster::create_database`]. A cluster can feed a hot
+//! standby ([`PgCluster::start_replica`]), as a read replica feeds a loader.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -66,7 +67,7 @@ impl PgCluster {
         let mut last_error = None;
         for _ in 0..5 {
             let port = process::free_port()?;
-            match start_server(&bin, &scratch, &data, port, owner).await {
+            match start_server(&bin, &scratch, &data, port, owner, &[]).await {
                 Ok(child) => {
                     return Ok(PgCluster {
                         port,
@@ -116,6 +117,131 @@ impl PgCluster {
         Ok(name)
     }
 
+    /// Starts a hot standby of this cluster that streams from it: `pg_basebackup -R -X
+    /// stream` as the server user, then a server on a free port with `hot_standby=on`.
+    /// `name` labels its scratch directory. It serves reads at once; to read what was
+    /// written on this cluster, wait with [`PgCluster::wait_for_replay`].
+    pub async fn start_replica(&self, name: &str) -> Result<PgCluster> {
+        let primary = self.connect("postgres").await?;
+        let setting = |row: tokio_postgres::Row| -> String { row.get(0) };
+        let wal_level = setting(primary.query_one("SHOW wal_level", &[]).await?);
+        let senders = setting(primary.query_one("SHOW max_wal_senders", &[]).await?);
+        if wal_level == "minimal" || senders == "0" {
+            bail!(
+                "cluster on port {} cannot feed a replica (wal_level={wal_level}, \
+                 max_wal_senders={senders}): it needs wal_level=replica or logical and a \
+                 wal sender",
+                self.port
+            );
+        }
+        let bin = find_bin_dir()?;
+        let scratch = Scratch::new(&format!("pg-{name}"))?;
+        let data = scratch.path().join("data");
+        let owner = server_user()?;
+        if let Some((uid, gid)) = owner {
+            chown(scratch.path(), uid, gid)?;
+        }
+        let err = scratch.path().join("basebackup.err");
+        let status = as_server_user(Command::new(bin.join("pg_basebackup")), owner)
+            .arg("-D")
+            .arg(&data)
+            .args(["-R", "-X", "stream", "--checkpoint=fast", "--no-sync"])
+            .args([
+                "-h",
+                self.host(),
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                SUPERUSER,
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err)?)
+            .status()
+            .with_context(|| format!("running {}", bin.join("pg_basebackup").display()))?;
+        if !status.success() {
+            bail!(
+                "pg_basebackup from port {} failed ({status}):\n{}",
+                self.port,
+                process::log_tail(&err, 20)
+            );
+        }
+
+        let mut last_error = None;
+        for _ in 0..5 {
+            let port = process::free_port()?;
+            let hot = ["-c", "hot_standby=on"];
+            match start_server(&bin, &scratch, &data, port, owner, &hot).await {
+                Ok(child) => {
+                    return Ok(PgCluster {
+                        port,
+                        child: Mutex::new(child),
+                        scratch,
+                    })
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| anyhow!("the replica did not start")))
+    }
+
+    /// Waits until this replica has replayed every transaction `primary` had committed
+    /// when called (30 s at most).
+    ///
+    /// The clusters commit asynchronously (`synchronous_commit=off`), so a commit may
+    /// still sit in the primary's WAL buffers, past `pg_current_wal_lsn()` and unsent.
+    /// One synchronous commit that writes WAL flushes everything before it; the primary
+    /// then holds it at `pg_current_wal_lsn()`. That commit takes a transaction id of
+    /// its own and writes no table.
+    pub async fn wait_for_replay(&self, primary: &PgCluster) -> Result<()> {
+        let replica = self.connect("postgres").await?;
+        let standby: bool = replica
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await?
+            .get(0);
+        if !standby {
+            bail!("cluster on port {} is not a standby", self.port);
+        }
+        let p = primary.connect("postgres").await?;
+        p.batch_execute(
+            "BEGIN;
+             SET LOCAL synchronous_commit = on;
+             SELECT pg_logical_emit_message(true, 'testkit', 'replay');
+             COMMIT;",
+        )
+        .await
+        .context("flushing the primary's WAL")?;
+        let target: String = p
+            .query_one("SELECT pg_current_wal_lsn()::text", &[])
+            .await?
+            .get(0);
+        let started = Instant::now();
+        loop {
+            let row = replica
+                .query_one(
+                    "SELECT pg_last_wal_replay_lsn()::text,
+                            coalesce(pg_last_wal_replay_lsn() >= $1::text::pg_lsn, false)",
+                    &[&target],
+                )
+                .await?;
+            let (replayed, done): (Option<String>, bool) = (row.get(0), row.get(1));
+            if done {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                bail!(
+                    "replica on port {} replayed up to {} within 30 s, short of the \
+                     primary's {target}:\n{}",
+                    self.port,
+                    replayed.as_deref().unwrap_or("nothing"),
+                    process::log_tail(&self.dir().join("postgres.log"), 20)
+                );
+            }
+            // Polling the replica's replay position; nothing to wait on but the query.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// The directory holding this cluster's data and server log.
     pub fn dir(&self) -> &Path {
         self.scratch.path()
@@ -148,6 +274,7 @@ async fn start_server(
     data: &Path,
     port: u16,
     owner: Option<(u32, u32)>,
+    extra: &[&str],
 ) -> Result<Child> {
     let log = scratch.path().join("postgres.log");
     let mut cmd = as_server_user(Command::new(bin.join("postgres")), owner);
@@ -173,6 +300,7 @@ async fn start_server(
             "-c",
             "log_min_messages=warning",
         ])
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::options().append(true).open(&log)?);

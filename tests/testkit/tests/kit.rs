@@ -1,4 +1,5 @@
-//! The test kit's own servers: the Invoke recorder, moto, and `testkit up`.
+//! The test kit's own servers: the Invoke recorder, moto, a PostgreSQL replica, and
+//! `testkit up`.
 
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,51 @@ async fn moto_serves_s3_and_dynamodb_with_unique_names() {
         .map(|k| k.attribute_name().to_string())
         .collect();
     assert_eq!(keys, ["pk", "sk"]);
+}
+
+#[tokio::test]
+async fn a_replica_serves_what_its_primary_committed_and_refuses_writes() {
+    let primary = testkit::pg::PgCluster::start("primary").await.unwrap();
+    let replica = primary.start_replica("replica").await.unwrap();
+    assert_ne!(replica.port(), primary.port());
+    // Made after the base backup: it reaches the replica by streaming.
+    let db = primary.create_database().await.unwrap();
+    primary
+        .connect(&db)
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE t (id int, v text); INSERT INTO t VALUES (1, 'one')")
+        .await
+        .unwrap();
+    replica.wait_for_replay(&primary).await.unwrap();
+
+    let r = replica.connect(&db).await.unwrap();
+    let rows: Vec<(i32, String)> = r
+        .query("SELECT id, v FROM t", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(rows, [(1, "one".to_string())]);
+    let standby: bool = r
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(standby);
+    let refused = r
+        .batch_execute("INSERT INTO t VALUES (2, 'two')")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+        "{refused}"
+    );
+    // The primary is not a standby: waiting on it as if it were says so.
+    let err = primary.wait_for_replay(&replica).await.unwrap_err();
+    assert!(err.to_string().contains("is not a standby"), "{err}");
 }
 
 /// Processes whose command line mentions `needle`.
