@@ -18,6 +18,8 @@ pub struct TableRun<'a> {
     pub seconds: f64,
     pub lag_seconds: Option<i64>,
     pub failed: bool,
+    /// Values cut or nulled to fit their columns.
+    pub values_cut: u64,
 }
 
 impl TableRun<'_> {
@@ -36,6 +38,7 @@ impl TableRun<'_> {
             json!({"Name": "RowsLoaded", "Unit": "Count"}),
             json!({"Name": "BytesStaged", "Unit": "Bytes"}),
             json!({"Name": "Failures", "Unit": "Count"}),
+            json!({"Name": "ValuesCut", "Unit": "Count"}),
         ];
         let mut doc = json!({
             "Job": self.job,
@@ -44,6 +47,7 @@ impl TableRun<'_> {
             "RowsLoaded": self.rows,
             "BytesStaged": self.bytes,
             "Failures": u8::from(self.failed),
+            "ValuesCut": self.values_cut,
             "Seconds": self.seconds,
         });
         if let Some(lag) = self.lag_seconds {
@@ -76,6 +80,7 @@ mod tests {
             seconds: 2.0,
             lag_seconds: lag,
             failed,
+            values_cut: 0,
         }
     }
 
@@ -87,7 +92,7 @@ mod tests {
             json!({
                 "Job": "shop", "Table": "public.orders", "RunId": "cli-1",
                 "RowsLoaded": 5000, "BytesStaged": 112746, "Failures": 0, "Seconds": 2.0,
-                "LagSeconds": 5,
+                "ValuesCut": 0, "LagSeconds": 5,
                 "_aws": {"Timestamp": 1_764_000_000_000i64, "CloudWatchMetrics": [{
                     "Namespace": "RedshiftLoader",
                     "Dimensions": [["Job", "Table"], []],
@@ -95,6 +100,7 @@ mod tests {
                         {"Name": "RowsLoaded", "Unit": "Count"},
                         {"Name": "BytesStaged", "Unit": "Bytes"},
                         {"Name": "Failures", "Unit": "Count"},
+                        {"Name": "ValuesCut", "Unit": "Count"},
                         {"Name": "LagSeconds", "Unit": "Seconds"},
                     ],
                 }]},

@@ -40,6 +40,9 @@ pub struct RunRecord {
     pub outcome: &'static str,
     /// The error's first line, cut to [`ERROR_CHARS`]; or why it was skipped.
     pub error: Option<String>,
+    /// Values the run had to change to load them: text cut to its column's size, JSON or
+    /// binary too large for Redshift (loaded as NULL).
+    pub values_cut: u64,
 }
 
 impl RunRecord {
@@ -68,6 +71,8 @@ impl RunRecord {
                 (true, None) => "ok",
             },
             error: doc["error"].as_str().or(skipped).map(error_line),
+            values_cut: report["values_truncated"].as_u64().unwrap_or(0)
+                + report["values_nulled"].as_u64().unwrap_or(0),
         })
     }
 }
@@ -223,6 +228,8 @@ pub enum State {
     Failing,
     /// Its lag exceeds `--max-lag`.
     Lagging,
+    /// Its last run loaded, but had to cut values to fit their columns.
+    Warning,
     /// A run holds its lease now.
     Running,
     /// Setup has not run for it.
@@ -239,6 +246,7 @@ impl State {
         match self {
             State::Failing => "failing",
             State::Lagging => "lagging",
+            State::Warning => "warning",
             State::Running => "running",
             State::NotSetUp => "not set up",
             State::NeverRun => "never run",
@@ -289,6 +297,8 @@ pub struct Row {
     pub rows_last_run: Option<u64>,
     pub rows_total: u64,
     pub error: Option<String>,
+    /// Why the state is `warning`.
+    pub warning: Option<String>,
     pub lease_owner: Option<String>,
     pub lease_expires_at: Option<DateTime<Utc>>,
 }
@@ -346,6 +356,14 @@ pub fn row(
     let (lag, lag_basis) = (lag.map(|(l, _)| l), lag.map(|(_, b)| b));
 
     let lease = stored.lease.as_ref();
+    let warning = last_run
+        .filter(|r| r.outcome == "ok" && r.values_cut > 0)
+        .map(|r| {
+            format!(
+                "the last run cut {} value(s) to fit their columns; widen them with column_types and run setup, or exclude them",
+                r.values_cut
+            )
+        });
     let over = |limit: u64| lag.or(since_success).is_some_and(|l| l > limit as i64);
     let state = if table.disabled {
         State::Disabled
@@ -353,6 +371,8 @@ pub fn row(
         State::Failing
     } else if max_lag.is_some_and(over) {
         State::Lagging
+    } else if warning.is_some() {
+        State::Warning
     } else if lease.is_some() {
         State::Running
     } else if stored.decisions.is_none() {
@@ -382,6 +402,7 @@ pub fn row(
         rows_last_run: last_run.and_then(|r| r.rows),
         rows_total: stored.rows_total,
         error,
+        warning,
         lease_owner: lease.map(|l| l.owner.clone()),
         lease_expires_at: lease.map(|l| l.expires_at),
     }
@@ -796,6 +817,15 @@ mod tests {
     }
 
     #[test]
+    fn a_last_run_that_cut_values_is_a_warning() {
+        let mut cut = run_doc(true, "2024-01-01T00:59:00Z", 7);
+        cut["report"]["values_truncated"] = serde_json::json!(2);
+        cut["report"]["values_nulled"] = serde_json::json!(1);
+        let record = RunRecord::from_json(&cut).unwrap();
+        assert_eq!(record.values_cut, 3);
+    }
+
+    #[test]
     fn run_records_read_every_outcome() {
         let ok = RunRecord::from_json(&run_doc(true, "2024-01-01T00:59:00Z", 7)).unwrap();
         assert_eq!(
@@ -810,6 +840,7 @@ mod tests {
                 bytes: Some(100),
                 outcome: "ok",
                 error: None,
+                values_cut: 0,
             }
         );
         let failed = RunRecord::from_json(&run_doc(false, "2024-01-01T00:59:30Z", 0)).unwrap();

@@ -3,6 +3,7 @@
 mod capture;
 mod coordination;
 mod errors;
+mod evolve;
 mod jobs;
 mod lambda;
 mod progress;

@@ -154,7 +154,7 @@ fn print_table(rows: &[Row], now: DateTime<Utc>) {
                 }
                 _ => String::new(),
             },
-            match &r.error {
+            match r.error.as_ref().or(r.warning.as_ref()) {
                 Some(e) => format!("{}: {e}", r.state.as_str()),
                 None => r.state.as_str().to_string(),
             },

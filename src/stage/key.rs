@@ -1,13 +1,15 @@
 //! PURE: where staged chunks live in S3, and the manifest that names them.
 //!
-//! `<prefix>/<job>/<schema>.<table>/<run_id>/<chunk>/part-00001.csv.gz`: one directory
-//! per chunk, so a COPY by manifest never sees another chunk's files, and cleaning up a
-//! chunk is deleting one prefix.
+//! `<prefix>/<job>/<schema>.<table>/<invocation>/<chunk>/part-00001.csv.gz`: one
+//! directory per chunk, so a COPY by manifest never sees another chunk's files, and
+//! cleaning up a chunk is deleting one prefix; one per invocation, so two invocations
+//! never write the same key, and what a killed one left is everything under the table's
+//! prefix but the current invocation's.
 
 use crate::config::TableRef;
 
-/// The S3 key prefix of one chunk (no trailing slash).
-pub fn chunk_prefix(prefix: &str, job: &str, table: &TableRef, run_id: &str, chunk: u64) -> String {
+/// The S3 key prefix of everything staged for one table (with a trailing slash).
+pub fn table_prefix(prefix: &str, job: &str, table: &TableRef) -> String {
     let prefix = prefix.trim_matches('/');
     let table = component(&format!("{}.{}", table.schema, table.name));
     let head = if prefix.is_empty() {
@@ -15,10 +17,29 @@ pub fn chunk_prefix(prefix: &str, job: &str, table: &TableRef, run_id: &str, chu
     } else {
         format!("{prefix}/")
     };
+    format!("{head}{}/{table}/", component(job))
+}
+
+/// The S3 key prefix of one invocation's chunks of a table (with a trailing slash).
+pub fn invocation_prefix(prefix: &str, job: &str, table: &TableRef, invocation: &str) -> String {
     format!(
-        "{head}{}/{table}/{}/{chunk:06}",
-        component(job),
-        component(run_id)
+        "{}{}/",
+        table_prefix(prefix, job, table),
+        component(invocation)
+    )
+}
+
+/// The S3 key prefix of one chunk (no trailing slash).
+pub fn chunk_prefix(
+    prefix: &str,
+    job: &str,
+    table: &TableRef,
+    invocation: &str,
+    chunk: u64,
+) -> String {
+    format!(
+        "{}{chunk:06}",
+        invocation_prefix(prefix, job, table, invocation)
     )
 }
 
@@ -64,6 +85,28 @@ fn component(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chunk_lives_under_its_invocation_under_its_table() {
+        let t = TableRef::new("public", "orders");
+        let chunk = chunk_prefix("staging/", "shop", &t, "lambda-1.0a1b2c3d", 7);
+        let invocation = invocation_prefix("staging", "shop", &t, "lambda-1.0a1b2c3d");
+        let table = table_prefix("/staging", "shop", &t);
+        assert_eq!(table, "staging/shop/public.orders/");
+        assert!(
+            invocation.starts_with(&table) && invocation.ends_with('/'),
+            "{invocation}"
+        );
+        assert!(chunk.starts_with(&invocation), "{chunk}");
+        assert_eq!(&chunk[invocation.len()..], "000007");
+        // Another table's prefix is not inside this one's.
+        let other = table_prefix(
+            "staging",
+            "shop",
+            &TableRef::new("public", "orders_archive"),
+        );
+        assert!(!other.starts_with(&table));
+    }
 
     #[test]
     fn keys_are_grouped_by_job_table_run_and_chunk() {

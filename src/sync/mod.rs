@@ -12,6 +12,7 @@
 
 mod chunk;
 mod commit;
+mod evolve;
 mod full;
 pub mod mark;
 pub mod plan;
@@ -241,6 +242,13 @@ pub struct Report {
     /// Not started: the invocation's deadline came first. The continuation takes it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deferred: bool,
+    /// Objects earlier runs staged for the table and left (killed mid-chunk), removed.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub leftovers_removed: u64,
+    /// Schema changes at the source applied before loading (`add column "x" ...`,
+    /// `widen column ...`), as setup would.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schema_changes: Vec<String>,
 }
 
 impl Report {
@@ -267,6 +275,10 @@ pub enum SyncError {
     NotSetUp(TableRef),
     #[error(transparent)]
     Schema(Box<SchemaError>),
+    /// A schema change at the source that the run cannot apply (setup's own message and
+    /// remedy).
+    #[error(transparent)]
+    Plan(Box<crate::setup::PlanError>),
     #[error("table {table}: {source}")]
     State {
         table: TableRef,
@@ -403,6 +415,7 @@ impl Outcome {
             seconds: self.seconds,
             lag_seconds: report.and_then(|r| r.lag_seconds),
             failed: self.result.is_err(),
+            values_cut: report.map_or(0, |r| r.values_truncated + r.values_nulled),
         }
     }
 }
@@ -785,6 +798,94 @@ impl Shared<'_> {
                 tracing::warn!(key = %k, error = %crate::connect::error_chain(&e), "deleting a staged object failed");
             }
         }
+    }
+
+    /// Deletes what earlier invocations staged for `table` and left behind (killed
+    /// mid-chunk, or fenced out): everything under the table's prefix but this
+    /// invocation's. Safe under the table's lease: no other run may be loading it. A
+    /// failure only leaves work for the bucket's lifecycle rule. Returns how many objects
+    /// went.
+    async fn clear_leftovers(&self, table: &TableRef) -> u64 {
+        let prefix = crate::stage::key::table_prefix(
+            &self.app.settings.staging_prefix,
+            &self.job.name,
+            table,
+        );
+        let mine = crate::stage::key::invocation_prefix(
+            &self.app.settings.staging_prefix,
+            &self.job.name,
+            table,
+            &self.owner,
+        );
+        let s3 = &self.app.clients.s3;
+        let mut removed = 0u64;
+        let mut token: Option<String> = None;
+        loop {
+            let page = match s3
+                .list_objects_v2()
+                .bucket(&self.bucket)
+                .prefix(&prefix)
+                .set_continuation_token(token.take())
+                .send()
+                .await
+            {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::warn!(prefix, error = %crate::connect::error_chain(&e), "listing staged leftovers failed");
+                    return removed;
+                }
+            };
+            let stale: Vec<aws_sdk_s3::types::ObjectIdentifier> = page
+                .contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter(|k| !k.starts_with(&mine))
+                .filter_map(|k| {
+                    aws_sdk_s3::types::ObjectIdentifier::builder()
+                        .key(k)
+                        .build()
+                        .ok()
+                })
+                .collect();
+            if !stale.is_empty() {
+                let n = stale.len() as u64;
+                let delete = aws_sdk_s3::types::Delete::builder()
+                    .set_objects(Some(stale))
+                    .quiet(true)
+                    .build();
+                match delete {
+                    Ok(delete) => match s3
+                        .delete_objects()
+                        .bucket(&self.bucket)
+                        .delete(delete)
+                        .send()
+                        .await
+                    {
+                        Ok(_) => removed += n,
+                        Err(e) => {
+                            tracing::warn!(prefix, error = %crate::connect::error_chain(&e), "deleting staged leftovers failed");
+                            return removed;
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(prefix, error = %e, "deleting staged leftovers failed");
+                        return removed;
+                    }
+                }
+            }
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        if removed > 0 {
+            tracing::info!(
+                objects = removed,
+                prefix,
+                "removed what earlier runs staged and left"
+            );
+        }
+        removed
     }
 
     /// Stores the table's last result (and error) for `status`, and the run history. A

@@ -56,12 +56,18 @@ impl Ctx<'_> {
             self.app.settings.import_row_limit.as_deref(),
         )
         .map_err(|e| other(e.to_string()))?;
-        let mode = d.copy_mode.value;
-        let columns: Vec<_> = d.live_columns().collect();
         let source =
             crate::source::schema::introspect(&self.source, &table.source, &table.column_casts)
                 .await
                 .map_err(|e| SyncError::Schema(Box::new(e)))?;
+        let leftovers_removed = self.clear_leftovers(&table.source).await;
+        let evolved = self.evolve(table, d, &source).await?;
+        let (d, schema_changes) = match &evolved {
+            Some((d, changes)) => (d, changes.clone()),
+            None => (d, Vec::new()),
+        };
+        let mode = d.copy_mode.value;
+        let columns: Vec<_> = d.live_columns().collect();
 
         // The cursor: (updated, pk...) or (pk...); a full copy pages by pk when it has
         // one whose columns cannot be NULL.
@@ -187,7 +193,11 @@ impl Ctx<'_> {
             catchup: None,
             checkpoints: Vec::new(),
         });
-        let mut report = Report::default();
+        let mut report = Report {
+            leftovers_removed,
+            schema_changes,
+            ..Report::default()
+        };
         report.caught_up = self
             .make_passes(&run, &passes, limits, &mut stored, &mut report)
             .await?;
