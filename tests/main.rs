@@ -4,6 +4,7 @@ mod capture;
 mod coordination;
 mod errors;
 mod evolve;
+mod full;
 mod jobs;
 mod lambda;
 mod progress;

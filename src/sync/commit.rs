@@ -20,6 +20,20 @@ impl Ctx<'_> {
         chunk: u64,
         rows: u64,
     ) -> Result<(), SyncError> {
+        let doc = serde_json::to_value(mark).expect("marks serialize");
+        self.commit_document(table, MARK, &doc, chunk, rows).await
+    }
+
+    /// Stores `doc` under `attribute` of the table's item and renews the lease, in one
+    /// DynamoDB transaction that holds only while this invocation owns the lease.
+    pub(super) async fn commit_document(
+        &self,
+        table: &Table,
+        attribute: &str,
+        doc: &serde_json::Value,
+        chunk: u64,
+        rows: u64,
+    ) -> Result<(), SyncError> {
         let now = Utc::now();
         self.app
             .store
@@ -27,8 +41,8 @@ impl Ctx<'_> {
                 &self.job.name,
                 &table.source,
                 &self.owner,
-                MARK,
-                &serde_json::to_value(mark).expect("marks serialize"),
+                attribute,
+                doc,
                 now,
                 now + chrono::Duration::seconds(self.timing.lease_seconds as i64),
             )

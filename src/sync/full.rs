@@ -1,18 +1,61 @@
-//! FULL_DATA_SYNC: every chunk goes into a new copy of the table, which replaces the old
-//! one in one transaction once complete.
+//! FULL_DATA_SYNC: every chunk goes into a new copy of the table, staged first; once the
+//! copy is complete the table's *contents* are replaced by it in one transaction
+//! (`DELETE` + `INSERT ... SELECT`), so readers see the old rows or the new, and the table
+//! keeps its identity: its grants and the views on it stay. A copy larger than one
+//! invocation continues in the next (the copy and its cursor survive); the replace
+//! happens once, when it is complete.
+
+use serde::{Deserialize, Serialize};
 
 use super::{redshift_error, Ctx, Step, SyncError};
-use crate::config::TableRef;
+use crate::config::{Table, TableRef};
+
+/// The `TABLE#` item attribute holding a full copy in progress.
+pub const FULL_COPY: &str = "full_copy";
+
+/// A full copy in progress, stored after each of its chunks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullCopy {
+    /// The run filling it (its continuations go on with it).
+    pub run_id: String,
+    /// The new copy's name, in the destination's schema.
+    pub table: String,
+    /// The primary key of the last row copied.
+    pub cursor: Vec<String>,
+}
 
 impl Ctx<'_> {
-    /// Creates the empty new copy, named for this invocation (`<table>__rsl_new_<id>`),
-    /// after dropping the new copies earlier runs left (a crash, a lost lease): this run
-    /// holds the table's lease, so no other run may still be filling one.
-    pub(super) async fn prepare_new_copy(
+    /// Where this run's full copy goes, and where it starts: the copy a previous hop of
+    /// the same run left (and its cursor), else a new empty one, made after dropping the
+    /// copies earlier runs left (a crash, a lost lease): this run holds the table's
+    /// lease, so no other run may still be filling one.
+    pub(super) async fn full_copy_target(
         &self,
-        source: &TableRef,
+        table: &Table,
         destination: &TableRef,
-    ) -> Result<TableRef, SyncError> {
+    ) -> Result<(TableRef, Option<Vec<String>>), SyncError> {
+        let stored: Option<FullCopy> = self
+            .app
+            .store
+            .get_table_document(&self.job.name, &table.source, FULL_COPY)
+            .await
+            .map_err(super::state_error(table))?
+            .and_then(|doc| serde_json::from_value(doc).ok());
+        if let Some(progress) = stored.filter(|p| p.run_id == self.options.run_id) {
+            let copy = TableRef::new(&destination.schema, &progress.table);
+            let exists = crate::warehouse::table_columns(&self.redshift, &copy)
+                .await
+                .map_err(|e| SyncError::Other {
+                    table: table.source.clone(),
+                    message: format!("looking for the full copy in progress failed: {e}"),
+                })?
+                .is_some();
+            if exists {
+                tracing::info!(copy = %copy, "going on with the full copy in progress");
+                return Ok((copy, Some(progress.cursor)));
+            }
+        }
+        let source = &table.source;
         let q = |t: &TableRef| crate::quote::qualified(&t.schema, &t.name);
         let prefix = new_copy_prefix(&destination.name);
         let leftovers = self
@@ -35,7 +78,7 @@ impl Ctx<'_> {
         }
         let new = TableRef::new(
             &destination.schema,
-            new_copy_name(&destination.name, &self.owner),
+            new_copy_name(&destination.name, &self.options.run_id),
         );
         self.redshift
             .batch_execute(&format!(
@@ -45,56 +88,76 @@ impl Ctx<'_> {
             ))
             .await
             .map_err(|e| redshift_error(source, "preparing the new copy", &e))?;
-        Ok(new)
+        Ok((new, None))
     }
 
-    /// Replaces `destination` by `new` in one transaction: readers see the old table or
-    /// the new one, never a half-loaded one.
-    pub(super) async fn swap(
+    /// Stores how far the full copy got (with the lease, like a mark).
+    pub(super) async fn commit_full_progress(
         &self,
-        table: &crate::config::Table,
-        source: &TableRef,
+        table: &Table,
+        copy: &TableRef,
+        cursor: &[String],
+        chunk: u64,
+        rows: u64,
+    ) -> Result<(), SyncError> {
+        let progress = FullCopy {
+            run_id: self.options.run_id.clone(),
+            table: copy.name.clone(),
+            cursor: cursor.to_vec(),
+        };
+        let doc = serde_json::to_value(&progress).expect("progress serializes");
+        self.commit_document(table, FULL_COPY, &doc, chunk, rows)
+            .await
+    }
+
+    /// Replaces the destination's rows by the complete copy's, in one transaction that
+    /// commits only while this run holds the lease; then drops the copy and forgets its
+    /// progress.
+    pub(super) async fn replace_contents(
+        &self,
+        table: &Table,
         destination: &TableRef,
-        new: &TableRef,
+        copy: &TableRef,
         chunks: u64,
     ) -> Result<(), SyncError> {
+        let source = &table.source;
         let q = |t: &TableRef| crate::quote::qualified(&t.schema, &t.name);
-        let old_name = format!("{}__rsl_old", destination.name);
-        let old = TableRef::new(&destination.schema, &old_name);
-        let first = format!(
-            "BEGIN; DROP TABLE IF EXISTS {old}; ALTER TABLE {dest} RENAME TO {old_ident}",
-            old = q(&old),
+        let replace = format!(
+            "BEGIN; DELETE FROM {dest}; INSERT INTO {dest} SELECT * FROM {copy}",
             dest = q(destination),
-            old_ident = crate::quote::ident(&old_name),
-        );
-        let second = format!(
-            "ALTER TABLE {new} RENAME TO {dest_ident}; DROP TABLE {old}",
-            new = q(new),
-            dest_ident = crate::quote::ident(&destination.name),
-            old = q(&old),
+            copy = q(copy),
         );
         let result = async {
             self.redshift
-                .batch_execute(&first)
+                .batch_execute(&replace)
                 .await
-                .map_err(|e| redshift_error(source, "swapping in the new table", &e))?;
+                .map_err(|e| redshift_error(source, "replacing the table's rows", &e))?;
             self.observe(source, Step::Swapping, chunks, 0)?;
-            self.redshift
-                .batch_execute(&second)
-                .await
-                .map_err(|e| redshift_error(source, "swapping in the new table", &e))?;
-            // The fence: only the lease's holder swaps.
+            // The fence: only the lease's holder replaces.
             self.fence(table).await?;
             self.redshift
                 .batch_execute("COMMIT")
                 .await
-                .map_err(|e| redshift_error(source, "swapping in the new table", &e))
+                .map_err(|e| redshift_error(source, "replacing the table's rows", &e))
         }
         .await;
         if result.is_err() {
             let _ = self.redshift.batch_execute("ROLLBACK").await;
+            return result;
         }
-        result
+        if let Err(e) = self
+            .redshift
+            .batch_execute(&format!("DROP TABLE IF EXISTS {}", q(copy)))
+            .await
+        {
+            // The next run drops it.
+            tracing::warn!(copy = %copy, error = %crate::connect::error_chain(&e), "dropping the full copy failed");
+        }
+        self.app
+            .store
+            .remove_table_attributes(&self.job.name, source, &[FULL_COPY])
+            .await
+            .map_err(super::state_error(table))
     }
 }
 
@@ -110,9 +173,10 @@ fn new_copy_prefix(table: &str) -> String {
     format!("{}{SUFFIX}", &table[..end])
 }
 
-/// This invocation's new copy: the prefix and 8 hex digits of the owner.
-fn new_copy_name(table: &str, owner: &str) -> String {
-    let digest = owner.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+/// A run's new copy: the prefix and 8 hex digits of the run id (the hops of one run
+/// fill the same copy).
+fn new_copy_name(table: &str, run_id: &str) -> String {
+    let digest = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
     });
     format!("{}{:08x}", new_copy_prefix(table), digest as u32)
@@ -123,7 +187,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn new_copies_are_named_per_invocation_and_fit_127_bytes() {
+    fn new_copies_are_named_per_run_and_fit_127_bytes() {
         let a = new_copy_name("orders", "lambda-1.0a1b2c3d");
         let b = new_copy_name("orders", "lambda-1.0a1b2c3e");
         assert!(a.starts_with("orders__rsl_new_") && a.len() == 24, "{a}");

@@ -134,8 +134,8 @@ pub enum Step {
     Committed,
     /// The mark moved past it.
     MarkMoved,
-    /// FULL_DATA_SYNC: the old table is renamed away, the new one not yet in (the
-    /// transaction is still open).
+    /// FULL_DATA_SYNC: the table's rows are replaced by the complete copy's, not yet
+    /// committed (the transaction is still open).
     Swapping,
 }
 

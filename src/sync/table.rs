@@ -161,8 +161,14 @@ impl Ctx<'_> {
             }
         }
 
+        let mut passes = passes;
         let target = if mode == CopyMode::FullDataSync {
-            self.prepare_new_copy(&table.source, &d.destination).await?
+            let (copy, after) = self.full_copy_target(table, &d.destination).await?;
+            // A full copy a previous hop of this run began goes on after its cursor.
+            if let Some(first) = passes.first_mut() {
+                first.after = after.filter(|c| c.len() == keys.len() && !c.is_empty());
+            }
+            copy
         } else {
             d.destination.clone()
         };
@@ -212,21 +218,11 @@ impl Ctx<'_> {
         } else {
             None
         };
-        if run.full() {
-            if !report.caught_up {
-                return Err(other(
-                    "FULL_DATA_SYNC stopped before the end of the table; nothing was swapped in"
-                        .into(),
-                ));
-            }
-            self.swap(
-                table,
-                &table.source,
-                &d.destination,
-                &run.target,
-                report.chunks,
-            )
-            .await?;
+        // A complete full copy replaces the table's rows; an incomplete one waits for
+        // the continuation.
+        if run.full() && report.caught_up {
+            self.replace_contents(table, &d.destination, &run.target, report.chunks)
+                .await?;
         }
         Ok(report)
     }
@@ -266,9 +262,9 @@ impl Ctx<'_> {
                 }
                 // Past the deadline no new chunk starts, but one chunk with rows always
                 // does (an empty catch-up does not count), so a chain of continuations
-                // always moves.
+                // always moves. A full copy without a key is one chunk, never cut.
                 if loaded_a_chunk
-                    && !run.full()
+                    && !run.keys.is_empty()
                     && self.options.deadline.is_some_and(|d| Instant::now() >= d)
                 {
                     return Ok(false);
@@ -318,6 +314,15 @@ impl Ctx<'_> {
                             stored.checkpoint(Utc::now(), self.timing.catchup_window_seconds);
                             self.commit_mark(run.table, stored, chunk_no, done.rows)
                                 .await?;
+                        } else if done.rows > 0 && run.full() && !run.keys.is_empty() {
+                            self.commit_full_progress(
+                                run.table,
+                                &run.target,
+                                &done.last,
+                                chunk_no,
+                                done.rows,
+                            )
+                            .await?;
                         } else if done.rows > 0 {
                             self.fence(run.table).await?;
                         }
