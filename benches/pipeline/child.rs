@@ -10,21 +10,28 @@ use anyhow::{bail, Context, Result};
 pub use testkit::measure::{cpu_seconds, usage, Measured as ChildRun};
 
 /// Runs `loader <args>` with exactly `env` (plus PATH); its stderr goes to `log`, shown
-/// when it fails.
+/// when it fails, and its stdout to `out` (discarded when `None`).
 pub async fn run_cli(
     loader: &Path,
     args: &[&str],
     env: &[(String, String)],
     log: &Path,
+    out: Option<&Path>,
 ) -> Result<ChildRun> {
     let stderr = std::fs::File::create(log).with_context(|| format!("creating {log:?}"))?;
+    let stdout = match out {
+        Some(out) => {
+            Stdio::from(std::fs::File::create(out).with_context(|| format!("creating {out:?}"))?)
+        }
+        None => Stdio::null(),
+    };
     let started = Instant::now();
     let child = Command::new(loader)
         .args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .stdout(Stdio::null())
+        .stdout(stdout)
         .stderr(stderr)
         .spawn()
         .context("starting redshift-loader")?;

@@ -5,9 +5,11 @@
 //!
 //! Every measure runs `--reps` times; the table shows medians. Nothing here asserts a
 //! time: what is asserted is that each end-to-end load holds exactly the source's rows
-//! (count and checksum), so a fast wrong answer cannot pass.
+//! (count and checksum), so a fast wrong answer cannot pass. The churn scenario
+//! (`churn.rs`) counts rows loaded per update under a steady update load instead.
 
 mod child;
+mod churn;
 mod data;
 mod report;
 
@@ -28,6 +30,7 @@ use redshift_loader::source::extract::extract_chunk;
 use redshift_loader::source::query::{self, Chunk, KeyColumn};
 use redshift_loader::stage::sink::NullSink;
 use redshift_loader::stage::upload::GzipUpload;
+use redshift_loader::sync::Report;
 use redshift_loader::warehouse::types::Load;
 use testkit::stack::{EnvNames, Stack};
 
@@ -66,6 +69,31 @@ struct Opts {
     /// The redshift-loader binary the CLI runs use (default: the one cargo built).
     #[arg(long)]
     loader: Option<PathBuf>,
+    /// Rows of the table the steady update load runs on (0 skips the churn scenario).
+    #[arg(long, default_value_t = 100_000)]
+    churn_rows: u64,
+    /// Loader runs during the update load (one more follows once it stopped).
+    #[arg(long, default_value_t = 20)]
+    churn_runs: u32,
+    /// Seconds from the start of one of those runs to the next (a short `frequency`).
+    #[arg(long, default_value_t = 2.0)]
+    churn_interval: f64,
+    /// Updates per second, over all writer sessions.
+    #[arg(long, default_value_t = 200)]
+    churn_rate: u32,
+    /// Writer sessions.
+    #[arg(long, default_value_t = 4)]
+    churn_writers: u32,
+    /// One writer transaction in this many stays open 200-500 ms, updating a row at
+    /// each of its session's ticks (0: every transaction is one UPDATE, committed at once).
+    #[arg(long, default_value_t = 10)]
+    churn_held: u64,
+    /// LOADER_LOOKBACK_SECONDS of the comparison run (0 skips it).
+    #[arg(long, default_value_t = 600)]
+    churn_lookback: u64,
+    /// Only the churn scenario (no throughput, incremental or memory measures).
+    #[arg(long)]
+    churn_only: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -81,10 +109,105 @@ async fn main() -> Result<()> {
         opts.rows >= opts.changed && opts.reps >= 1,
         "need rows >= changed, reps >= 1"
     );
-    let rss_rows = opts.rss_rows.unwrap_or(4 * opts.rows);
+    ensure!(
+        opts.churn_interval > 0.0 && opts.churn_rate >= 1 && opts.churn_writers >= 1,
+        "need churn interval > 0, churn rate >= 1, churn writers >= 1"
+    );
     let bench = Bench::start(&opts).await?;
     let mut measures = Vec::new();
     let mut verified = Vec::new();
+    let (mut source_bytes, mut staged) = (0, 0);
+    if !opts.churn_only {
+        (source_bytes, staged) = pipeline(&bench, &opts, &mut measures, &mut verified).await?;
+    }
+    if opts.churn_rows > 0 {
+        let load = churn::Load {
+            rows: opts.churn_rows,
+            runs: opts.churn_runs,
+            interval: std::time::Duration::from_secs_f64(opts.churn_interval),
+            rate: opts.churn_rate,
+            writers: opts.churn_writers,
+            held_one_in: opts.churn_held,
+        };
+        let mut lookbacks = vec![0];
+        if opts.churn_lookback > 0 {
+            lookbacks.push(opts.churn_lookback);
+        }
+        for lookback in lookbacks {
+            let (measure, check) = churn::measure(&bench, &load, lookback).await?;
+            measures.push(measure);
+            verified.push(check);
+        }
+    }
+
+    report::compare(
+        &mut measures,
+        "baseline_gzip",
+        &[
+            "baseline_gzip",
+            "baseline_raw",
+            "ours_null",
+            "ours_s3",
+            "ours_e2e",
+        ],
+    );
+    let results = Results {
+        machine: report::machine(),
+        rows: if opts.churn_only { 0 } else { opts.rows },
+        repetitions: opts.reps,
+        source_csv_bytes: source_bytes,
+        staged_gzip_bytes: staged,
+        measures,
+        verified,
+    };
+    if opts.churn_only {
+        println!(
+            "\n{}, {} CPUs; medians over the runs:",
+            results.machine.cpu_model, results.machine.cpus
+        );
+    } else {
+        println!(
+            "\n{} rows, {:.1} MB of source CSV, {:.1} MB staged (gzip); {}, {} CPUs; medians of {}:",
+            results.rows,
+            source_bytes as f64 / 1e6,
+            staged as f64 / 1e6,
+            results.machine.cpu_model,
+            results.machine.cpus,
+            results.repetitions
+        );
+    }
+    println!("{}", report::table(&results));
+    println!("{}", report::legend(&results));
+    let churn = report::churn(&results);
+    if !churn.is_empty() {
+        println!("under a steady update load:\n{churn}");
+    }
+    println!("verified (count|checksum equal on both sides):");
+    for v in &results.verified {
+        println!("  {v}");
+    }
+    let out = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/results.json"));
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
+    println!("written to {}", out.display());
+    Ok(())
+}
+
+/// Throughput against the single-stream limit, end-to-end loads, the incremental runs
+/// and the larger load's peak memory; returns the source's CSV bytes and the bytes
+/// staged for them.
+async fn pipeline(
+    bench: &Bench,
+    opts: &Opts,
+    measures: &mut Vec<Measure>,
+    verified: &mut Vec<String>,
+) -> Result<(u64, u64)> {
+    let rss_rows = opts.rss_rows.unwrap_or(4 * opts.rows);
 
     step(&format!(
         "generating {} rows (and {} small)",
@@ -295,52 +418,7 @@ async fn main() -> Result<()> {
             .with_rss(vec![run.peak_rss_mib]),
         );
     }
-
-    report::compare(
-        &mut measures,
-        "baseline_gzip",
-        &[
-            "baseline_gzip",
-            "baseline_raw",
-            "ours_null",
-            "ours_s3",
-            "ours_e2e",
-        ],
-    );
-    let results = Results {
-        machine: report::machine(),
-        rows: opts.rows,
-        repetitions: opts.reps,
-        source_csv_bytes: source_bytes,
-        staged_gzip_bytes: staged,
-        measures,
-        verified,
-    };
-    println!(
-        "\n{} rows, {:.1} MB of source CSV, {:.1} MB staged (gzip); {}, {} CPUs; medians of {}:",
-        results.rows,
-        source_bytes as f64 / 1e6,
-        staged as f64 / 1e6,
-        results.machine.cpu_model,
-        results.machine.cpus,
-        results.repetitions
-    );
-    println!("{}", report::table(&results));
-    println!("{}", report::legend(&results));
-    println!("verified (count|checksum equal on both sides):");
-    for v in &results.verified {
-        println!("  {v}");
-    }
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench/results.json"));
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&out, serde_json::to_string_pretty(&results)? + "\n")?;
-    println!("written to {}", out.display());
-    Ok(())
+    Ok((source_bytes, staged))
 }
 
 fn step(what: &str) {
@@ -492,6 +570,40 @@ impl Bench {
     /// The same with `extra` environment variables (overriding the stack's).
     async fn run_with(&self, job: &str, extra: &[(&str, &str)]) -> Result<child::ChildRun> {
         let log = self.logs.path().join(format!("{job}.log"));
+        run_cli(
+            &self.loader,
+            &["run", job, "--force"],
+            &self.env_with(extra),
+            &log,
+            None,
+        )
+        .await
+    }
+
+    /// `redshift-loader run JOB --force --json` with `extra` environment variables, for
+    /// a job of one table: the run, and the table's report from its output.
+    async fn run_report(
+        &self,
+        job: &str,
+        extra: &[(&str, &str)],
+    ) -> Result<(child::ChildRun, Report)> {
+        let log = self.logs.path().join(format!("{job}.log"));
+        let out = self.logs.path().join(format!("{job}.json"));
+        let args = ["run", job, "--force", "--json"];
+        let run = run_cli(&self.loader, &args, &self.env_with(extra), &log, Some(&out)).await?;
+        let printed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)
+            .with_context(|| format!("`run {job} --json` printed no JSON"))?;
+        let report = match printed["tables"].as_array().map(Vec::as_slice) {
+            Some([table]) if table["ok"] == true => {
+                serde_json::from_value(table["report"].clone())?
+            }
+            _ => bail!("`run {job} --json` did not report one loaded table: {printed}"),
+        };
+        Ok((run, report))
+    }
+
+    /// The stack's environment with `extra` added (overriding it).
+    fn env_with(&self, extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut env: Vec<(String, String)> = self
             .env
             .iter()
@@ -499,7 +611,7 @@ impl Bench {
             .cloned()
             .collect();
         env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        run_cli(&self.loader, &["run", job, "--force"], &env, &log).await
+        env
     }
 
     /// Compares `public.<table>` at the source with `<schema>.<table>` in the warehouse.

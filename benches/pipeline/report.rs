@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use redshift_loader::sync::Report;
+
 /// One measured thing, repeated.
 #[derive(Debug, Clone, Serialize)]
 pub struct Measure {
@@ -25,6 +27,71 @@ pub struct Measure {
     /// in process, the CLI child, or psql + gzip for the baselines (not PostgreSQL's).
     pub cpu_seconds: Vec<f64>,
     pub median_cpu_seconds: Option<f64>,
+    /// The churn scenario's counts (its `rows` are the updates committed, its seconds
+    /// those of each run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub churn: Option<Churn>,
+}
+
+/// Under a steady update load: what the source committed and what the loader loaded.
+#[derive(Debug, Clone, Serialize)]
+pub struct Churn {
+    pub writers: u32,
+    /// From the writers' start until the last of them stopped.
+    pub load_seconds: f64,
+    /// Rows touched by UPDATEs that committed (one row each).
+    pub updates: u64,
+    pub distinct_rows: u64,
+    pub transactions: u64,
+    /// Transactions held open for a few hundred ms, updating a row at each tick.
+    pub held_transactions: u64,
+    /// Rolled back after a deadlock, not counted in `updates`.
+    pub aborted_transactions: u64,
+    /// The runs during the load and the one after it.
+    pub runs: usize,
+    pub rows_per_run: Vec<u64>,
+    /// Sum of the runs' `rows`, `late_rows` and `reread_rows`.
+    pub loaded: u64,
+    pub late: u64,
+    pub reread: u64,
+    /// loaded / updates.
+    pub loaded_per_update: f64,
+    /// late / loaded.
+    pub late_share: f64,
+}
+
+impl Churn {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        writers: u32,
+        load_seconds: f64,
+        updates: u64,
+        distinct_rows: u64,
+        transactions: u64,
+        held_transactions: u64,
+        aborted_transactions: u64,
+        reports: &[&Report],
+    ) -> Churn {
+        let loaded: u64 = reports.iter().map(|r| r.rows).sum();
+        let late: u64 = reports.iter().map(|r| r.late_rows).sum();
+        let ratio = |a: u64, b: u64| if b > 0 { a as f64 / b as f64 } else { 0.0 };
+        Churn {
+            writers,
+            load_seconds,
+            updates,
+            distinct_rows,
+            transactions,
+            held_transactions,
+            aborted_transactions,
+            runs: reports.len(),
+            rows_per_run: reports.iter().map(|r| r.rows).collect(),
+            loaded,
+            late,
+            reread: reports.iter().map(|r| r.reread_rows).sum(),
+            loaded_per_update: ratio(loaded, updates),
+            late_share: ratio(late, loaded),
+        }
+    }
 }
 
 impl Measure {
@@ -50,6 +117,7 @@ impl Measure {
             peak_rss_mib: None,
             cpu_seconds: Vec::new(),
             median_cpu_seconds: None,
+            churn: None,
         }
     }
 
@@ -65,6 +133,11 @@ impl Measure {
         if !rss.is_empty() {
             self.peak_rss_mib = Some(median(&rss));
         }
+        self
+    }
+
+    pub fn with_churn(mut self, churn: Churn) -> Measure {
+        self.churn = Some(churn);
         self
     }
 }
@@ -130,6 +203,7 @@ pub fn table(results: &Results) -> String {
         "× baseline",
         "CPU s (ours)",
         "peak RSS MiB",
+        "loaded / update",
     ]);
     let opt = |v: Option<f64>, digits: usize| match v {
         Some(v) => format!("{v:.digits$}"),
@@ -140,7 +214,12 @@ pub fn table(results: &Results) -> String {
             m.name.clone(),
             m.rows.to_string(),
             format!("{:.2}", m.median_seconds),
-            format!("{:.0}", m.rows_per_second),
+            // Updates over a run's time would mean nothing.
+            if m.churn.is_some() {
+                "–".to_string()
+            } else {
+                format!("{:.0}", m.rows_per_second)
+            },
             // Only where the source's CSV size is known (not for the incremental and
             // the larger loads).
             if m.source_bytes > 0 {
@@ -151,6 +230,7 @@ pub fn table(results: &Results) -> String {
             opt(m.ratio_to_baseline, 2),
             opt(m.median_cpu_seconds, 2),
             opt(m.peak_rss_mib, 1),
+            opt(m.churn.as_ref().map(|c| c.loaded_per_update), 2),
         ]);
     }
     for c in t.column_iter_mut().skip(1) {
@@ -165,6 +245,34 @@ pub fn legend(results: &Results) -> String {
         .measures
         .iter()
         .map(|m| format!("  {:<18} {}", m.name, m.what))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line per churn measure: what the source committed, what the runs loaded.
+pub fn churn(results: &Results) -> String {
+    results
+        .measures
+        .iter()
+        .filter_map(|m| Some((m, m.churn.as_ref()?)))
+        .map(|(m, c)| {
+            format!(
+                "  {}: {} updates committed ({} distinct rows) by {} sessions in {:.1} s ({:.0}/s); \
+                 {} runs loaded {} rows, {:.2} per update: {} late ({:.1} %), {} re-read",
+                m.name,
+                c.updates,
+                c.distinct_rows,
+                c.writers,
+                c.load_seconds,
+                c.updates as f64 / c.load_seconds.max(1e-9),
+                c.runs,
+                c.loaded,
+                c.loaded_per_update,
+                c.late,
+                100.0 * c.late_share,
+                c.reread
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
