@@ -138,6 +138,7 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         floor: None,
         upto: None,
         unseen: None,
+        unseen_after: None,
         limit: Some(10),
     }));
     let upload = GzipUpload::new(

@@ -463,6 +463,7 @@ impl Extract {
             floor: None,
             upto: None,
             unseen: None,
+            unseen_after: None,
             limit: None,
         }));
         Ok(Extract {

@@ -45,6 +45,9 @@ pub struct Chunk<'a> {
     pub upto: Option<&'a [String]>,
     /// Only the rows a read under an earlier snapshot could not see.
     pub unseen: Option<Unseen<'a>>,
+    /// Rows after this cursor value were read under a later snapshot: for them, only
+    /// what that one could not see (`unseen` then holds for the rows at or before it).
+    pub unseen_after: Option<(&'a [String], Unseen<'a>)>,
     /// Rows of the chunk; `None` reads everything (FULL_DATA_SYNC).
     pub limit: Option<u64>,
 }
@@ -84,8 +87,18 @@ pub fn chunk_select(c: &Chunk) -> String {
     if let Some(upto) = c.upto {
         conditions.push(format!("({}) <= ({})", cols.join(", "), tuple(upto)));
     }
-    if let Some(u) = c.unseen {
-        conditions.push(u.condition());
+    match (c.unseen, c.unseen_after) {
+        (Some(behind), Some((split, ahead))) => {
+            let split = tuple(split);
+            let cols = cols.join(", ");
+            conditions.push(format!(
+                "((({cols}) <= ({split}) AND {}) OR (({cols}) > ({split}) AND {}))",
+                behind.condition(),
+                ahead.condition()
+            ));
+        }
+        (Some(u), None) => conditions.push(u.condition()),
+        (None, _) => {}
     }
     if !conditions.is_empty() {
         sql.push_str(" WHERE ");
@@ -132,6 +145,7 @@ mod tests {
             floor: None,
             upto: None,
             unseen: None,
+            unseen_after: None,
             limit: None,
         }
     }
@@ -199,6 +213,40 @@ mod tests {
              AND (\"updated_at\", \"id\") <= ('2024-05-01 10:00:00+00'::timestamp with time zone, '42'::bigint) \
              AND ((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - ((((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - xmin::text::bigint) % 4294967296) + 4294967296) % 4294967296) >= 4294967400 \
              ORDER BY \"updated_at\", \"id\" LIMIT 5"
+        );
+    }
+
+    #[test]
+    fn a_catch_up_over_two_reads_asks_each_part_what_its_read_could_not_see() {
+        let t = TableRef::new("public", "events");
+        let select = vec!["\"id\"".to_string()];
+        let keys = [key("id", "bigint")];
+        let mark = ["900".to_string()];
+        let split = ["500".to_string()];
+        let behind = Snapshot::parse("10:10:").unwrap();
+        let ahead = Snapshot::parse("20:20:").unwrap();
+        let sql = chunk_select(&Chunk {
+            upto: Some(&mark),
+            unseen: Some(Unseen {
+                snapshot: &behind,
+                fns: SnapshotFns::Pg13,
+            }),
+            unseen_after: Some((
+                &split,
+                Unseen {
+                    snapshot: &ahead,
+                    fns: SnapshotFns::Pg13,
+                },
+            )),
+            limit: Some(5),
+            ..chunk(&t, &select, &keys)
+        });
+        let writer = "((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - ((((SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint) - xmin::text::bigint) % 4294967296) + 4294967296) % 4294967296)";
+        assert_eq!(
+            sql.replace(writer, "W"),
+            "SELECT \"id\" FROM \"public\".\"events\" WHERE (\"id\") <= ('900'::bigint) \
+             AND (((\"id\") <= ('500'::bigint) AND W >= 10) OR ((\"id\") > ('500'::bigint) AND W >= 20)) \
+             ORDER BY \"id\" LIMIT 5"
         );
     }
 

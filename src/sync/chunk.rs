@@ -55,6 +55,15 @@ impl Ctx<'_> {
                 snapshot,
                 fns: self.fns,
             }),
+            unseen_after: pass.unseen_after.as_ref().map(|(split, snapshot)| {
+                (
+                    split.as_slice(),
+                    Unseen {
+                        snapshot,
+                        fns: self.fns,
+                    },
+                )
+            }),
             limit: (!run.keys.is_empty()).then_some(budget),
         }));
         // S3's smallest parts: memory holds up to three (filling, queued, storing).

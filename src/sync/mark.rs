@@ -32,11 +32,19 @@ pub struct Mark {
     pub keys: Vec<String>,
     /// Their values in the last loaded row, as the source prints them.
     pub cursor: Vec<String>,
-    /// The earliest snapshot among the reads that brought the mark here: every row
-    /// version behind the mark that is not loaded yet was written by a transaction at or
-    /// above its `xmin`. `None` for marks stored before snapshots were kept.
+    /// The snapshot of the earliest read that covered the rows at or behind `split`
+    /// (behind the whole cursor when there is no split): every row version there not
+    /// loaded yet is one a read under it could not see. `None` for marks stored before
+    /// snapshots were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snapshot: Option<Snapshot>,
+    /// Where the last catch-up stopped covering and the reads after the mark began: the
+    /// rows after it, up to the cursor, were read under `forward_snapshot` (later than
+    /// `snapshot`, so it could see more).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_snapshot: Option<Snapshot>,
     /// A catch-up in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catchup: Option<CatchUp>,
@@ -102,6 +110,8 @@ mod tests {
             keys: vec!["id".into()],
             cursor: vec![cursor.into()],
             snapshot: None,
+            split: None,
+            forward_snapshot: None,
             catchup: None,
             checkpoints: Vec::new(),
         }

@@ -52,6 +52,9 @@ pub struct Pass {
     /// Only rows a read under this snapshot could not see (`None`: whatever wrote
     /// them).
     pub unseen: Option<Snapshot>,
+    /// For the rows after this cursor value, only what a read under this (later)
+    /// snapshot could not see.
+    pub unseen_after: Option<(Vec<String>, Snapshot)>,
 }
 
 /// What the planner knows about the table.
@@ -83,6 +86,7 @@ pub fn passes(i: &Inputs) -> Vec<Pass> {
         floor: None,
         upto: None,
         unseen: None,
+        unseen_after: None,
     };
     let mark = match i.mark {
         Some(m) if i.mode != CopyMode::FullDataSync && i.keys > 0 && m.cursor.len() == i.keys => m,
@@ -106,6 +110,12 @@ pub fn passes(i: &Inputs) -> Vec<Pass> {
             upto: Some(mark.cursor.clone()),
             // A mark stored before snapshots were kept: everything in the window once.
             unseen: mark.snapshot.clone(),
+            unseen_after: match (&mark.snapshot, &mark.split, &mark.forward_snapshot) {
+                (Some(_), Some(split), Some(ahead)) if split.len() == i.keys => {
+                    Some((split.clone(), ahead.clone()))
+                }
+                _ => None,
+            },
         });
     }
     if i.lookback_seconds > 0 && i.first_key_is_time && !i.continuation {
@@ -118,6 +128,7 @@ pub fn passes(i: &Inputs) -> Vec<Pass> {
             }),
             upto: Some(mark.cursor.clone()),
             unseen: None,
+            unseen_after: None,
         });
     }
     passes.push(forward(Some(mark.cursor.clone())));
@@ -146,6 +157,8 @@ mod tests {
             keys: cursor.iter().map(|_| "k".to_string()).collect(),
             cursor: cursor.iter().map(|s| s.to_string()).collect(),
             snapshot: snapshot.map(|s| Snapshot::parse(s).unwrap()),
+            split: None,
+            forward_snapshot: None,
             catchup: None,
             checkpoints: Vec::new(),
         }
@@ -181,6 +194,7 @@ mod tests {
             }),
             upto: v(&["2026-01-01 10:00:00+00", "7"]),
             unseen: Snapshot::parse("100:105:101"),
+            unseen_after: None,
         };
         let forward = Pass {
             kind: PassKind::Forward,
@@ -188,6 +202,7 @@ mod tests {
             floor: None,
             upto: None,
             unseen: None,
+            unseen_after: None,
         };
         let first_load = Pass {
             kind: PassKind::Forward,
@@ -195,6 +210,7 @@ mod tests {
             floor: None,
             upto: None,
             unseen: None,
+            unseen_after: None,
         };
         let lookback = Pass {
             kind: PassKind::Lookback,
@@ -205,6 +221,7 @@ mod tests {
             }),
             upto: v(&["2026-01-01 10:00:00+00", "7"]),
             unseen: None,
+            unseen_after: None,
         };
         let cases: Vec<(&str, Inputs, Vec<Pass>)> = vec![
             ("first load", inputs(None), vec![first_load.clone()]),
@@ -309,6 +326,21 @@ mod tests {
         assert_eq!(p[0].floor, Some(Floor::At("400".into())));
         assert_eq!(p[0].upto, v(&["900"]));
         assert_eq!(p[1].after, v(&["900"]));
+    }
+
+    #[test]
+    fn the_rows_read_after_the_last_catch_up_are_asked_about_their_own_read() {
+        let mut m = mark(&["2026-01-01 10:00:00+00", "7"], Some("100:105:101"));
+        m.split = v(&["2026-01-01 09:00:00+00", "3"]);
+        m.forward_snapshot = Snapshot::parse("110:110:");
+        let p = passes(&inputs(Some(&m)));
+        assert_eq!(
+            p[0].unseen_after,
+            Some((
+                v(&["2026-01-01 09:00:00+00", "3"]).unwrap(),
+                Snapshot::parse("110:110:").unwrap()
+            ))
+        );
     }
 
     #[test]

@@ -196,6 +196,8 @@ impl Ctx<'_> {
             keys: key_names,
             cursor: Vec::new(),
             snapshot: None,
+            split: None,
+            forward_snapshot: None,
             catchup: None,
             checkpoints: Vec::new(),
         });
@@ -236,9 +238,9 @@ impl Ctx<'_> {
         stored: &mut Mark,
         report: &mut Report,
     ) -> Result<bool, SyncError> {
-        // The earliest snapshot read under since the last finished catch-up (or since the
-        // first load began): stored with the mark, it bounds what the next catch-up reads.
-        let mut horizon: Option<Snapshot> = None;
+        // Whether a read after the mark has loaded rows yet in this run: the first one's
+        // snapshot sees least of all the reads after it, so it answers for their rows.
+        let mut forward_read = false;
         let mut loaded_a_chunk = false;
         for pass in passes {
             let mut after = pass.after.clone();
@@ -285,9 +287,10 @@ impl Ctx<'_> {
                         if finished {
                             // Everything behind the mark the stored snapshot could not see
                             // has now been read under `first` or later.
-                            stored.snapshot = Some(first.clone());
+                            stored.snapshot = Some(first);
+                            stored.split = None;
+                            stored.forward_snapshot = None;
                             stored.catchup = None;
-                            horizon = Some(first);
                         } else {
                             stored.catchup = Some(CatchUp {
                                 snapshot: first,
@@ -304,13 +307,21 @@ impl Ctx<'_> {
                     }
                     PassKind::Forward => {
                         if done.rows > 0 && !run.full() && !run.keys.is_empty() {
-                            // The first read after the last finished catch-up (or the first
-                            // read of a first load) sees least: later reads see all it saw.
-                            if horizon.is_none() {
-                                horizon = done.snapshot.clone();
+                            if !forward_read {
+                                forward_read = true;
+                                if stored.cursor.is_empty() {
+                                    // A first load: its first read answers for every row.
+                                    stored.snapshot = done.snapshot.clone();
+                                    stored.split = None;
+                                    stored.forward_snapshot = None;
+                                } else {
+                                    // Behind the mark the catch-up's snapshot answers; after
+                                    // it, this read's (later, so it saw more).
+                                    stored.split = Some(stored.cursor.clone());
+                                    stored.forward_snapshot = done.snapshot.clone();
+                                }
                             }
                             stored.cursor = done.last.clone();
-                            stored.snapshot = horizon.clone();
                             stored.checkpoint(Utc::now(), self.timing.catchup_window_seconds);
                             self.commit_mark(run.table, stored, chunk_no, done.rows)
                                 .await?;
