@@ -11,6 +11,7 @@
 mod child;
 mod churn;
 mod data;
+mod parallel;
 mod report;
 
 use std::collections::HashMap;
@@ -94,6 +95,16 @@ struct Opts {
     /// Only the churn scenario (no throughput, incremental or memory measures).
     #[arg(long)]
     churn_only: bool,
+    /// Tables of the parallel scenario (0 skips it): one job, loaded one table at a time
+    /// and with LOADER_TABLE_CONCURRENCY=4.
+    #[arg(long, default_value_t = 16)]
+    parallel_tables: u32,
+    /// Rows of each of those tables.
+    #[arg(long, default_value_t = 50_000)]
+    parallel_rows: u64,
+    /// Only the parallel scenario.
+    #[arg(long)]
+    parallel_only: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -117,10 +128,25 @@ async fn main() -> Result<()> {
     let mut measures = Vec::new();
     let mut verified = Vec::new();
     let (mut source_bytes, mut staged) = (0, 0);
-    if !opts.churn_only {
+    let only = opts.churn_only || opts.parallel_only;
+    if !only {
         (source_bytes, staged) = pipeline(&bench, &opts, &mut measures, &mut verified).await?;
     }
-    if opts.churn_rows > 0 {
+    if opts.parallel_tables > 0 && !opts.churn_only {
+        parallel::create(&bench, opts.parallel_tables, opts.parallel_rows).await?;
+        for concurrency in [1, 4] {
+            let (measure, checks) =
+                parallel::measure(&bench, opts.parallel_tables, opts.parallel_rows, concurrency)
+                    .await?;
+            measures.push(measure);
+            verified.push(format!(
+                "{} tables of parallel_c{concurrency} (first: {})",
+                checks.len(),
+                checks.first().cloned().unwrap_or_default()
+            ));
+        }
+    }
+    if opts.churn_rows > 0 && !opts.parallel_only {
         let load = churn::Load {
             rows: opts.churn_rows,
             runs: opts.churn_runs,
@@ -153,14 +179,14 @@ async fn main() -> Result<()> {
     );
     let results = Results {
         machine: report::machine(),
-        rows: if opts.churn_only { 0 } else { opts.rows },
+        rows: if only { 0 } else { opts.rows },
         repetitions: opts.reps,
         source_csv_bytes: source_bytes,
         staged_gzip_bytes: staged,
         measures,
         verified,
     };
-    if opts.churn_only {
+    if only {
         println!(
             "\n{}, {} CPUs; medians over the runs:",
             results.machine.cpu_model, results.machine.cpus

@@ -10,7 +10,7 @@ CREATE TABLE customers (            -- INSERT_AND_UPDATE (primary key + indexed 
   created_at timestamptz NOT NULL DEFAULT now(),
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX customers_updated_at ON customers (updated_at);
+CREATE INDEX customers_updated_at ON customers (updated_at, id);
 
 CREATE TABLE orders (               -- INSERT_AND_UPDATE, with JSON, money-like numerics, an enum
   id bigserial PRIMARY KEY,
@@ -21,7 +21,7 @@ CREATE TABLE orders (               -- INSERT_AND_UPDATE, with JSON, money-like 
   note text,
   updated_at timestamptz NOT NULL DEFAULT now()
 );
-CREATE INDEX orders_updated_at ON orders (updated_at);
+CREATE INDEX orders_updated_at ON orders (updated_at, id);
 
 CREATE TABLE events (               -- INSERT_ONLY (sequential key, rows never change)
   id bigserial PRIMARY KEY,
