@@ -732,7 +732,7 @@ fn check_job_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn is_role_arn(s: &str) -> bool {
+pub(crate) fn is_role_arn(s: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
         if partition.starts_with("aws")
@@ -773,6 +773,17 @@ pub fn is_cast_type(s: &str) -> bool {
     base_ok && rest_ok
 }
 
+/// A number of rows (`IMPORT_ROW_LIMIT`, `IMPORT_CHUNK_SIZE`): a whole number of at
+/// least 1; `_` may group digits (`1_000_000`).
+pub fn parse_rows(v: &str) -> Result<u64, String> {
+    match v.trim().replace('_', "").parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!(
+            "expected a whole number of rows of at least 1, got {v:?}"
+        )),
+        Ok(n) => Ok(n),
+    }
+}
+
 /// Rows per chunk and per run for one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -791,13 +802,7 @@ impl Limits {
         let parse = |name: &str, v: Option<&str>| -> Result<Option<u64>, ConfigError> {
             match v.map(str::trim) {
                 None | Some("") => Ok(None),
-                Some(v) => match v.replace('_', "").parse::<u64>() {
-                    Ok(0) | Err(_) => Err(err(
-                        name,
-                        format!("expected a whole number of rows of at least 1, got {v:?}"),
-                    )),
-                    Ok(n) => Ok(Some(n)),
-                },
+                Some(v) => parse_rows(v).map(Some).map_err(|m| err(name, m)),
             }
         };
         let chunk_size = table

@@ -99,7 +99,7 @@ impl Default for FanOut {
 }
 
 impl FanOut {
-    fn from_lookup(
+    pub(crate) fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> std::result::Result<FanOut, String> {
         let d = FanOut::default();
@@ -135,6 +135,23 @@ impl FanOut {
     }
 }
 
+/// `LOADER_DEADLINE_MARGIN_SECONDS`: a duration (`90s`, `3m` or seconds) under Lambda's
+/// longest timeout.
+pub(crate) fn deadline_margin(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Duration, String> {
+    const NAME: &str = "LOADER_DEADLINE_MARGIN_SECONDS";
+    match lookup(NAME).as_deref().map(str::trim) {
+        None | Some("") => Ok(DEFAULT_MARGIN),
+        Some(v) => match crate::status::parse_duration(v).map_err(|e| format!("{NAME}: {e}"))? {
+            n if n >= 900 => Err(format!(
+                "{NAME}: {v:?} is as long as Lambda's longest timeout (15m); keep it well under the function's timeout"
+            )),
+            n => Ok(Duration::from_secs(n)),
+        },
+    }
+}
+
 /// How long a delivered event is remembered, to recognise it when it comes again.
 pub const DELIVERY_MEMORY: chrono::Duration = chrono::Duration::days(2);
 
@@ -158,15 +175,12 @@ pub struct Handler {
 impl Handler {
     /// Reads the settings; a bad one is refused with its name.
     pub fn from_lookup(app: App, lookup: impl Fn(&str) -> Option<String>) -> Result<Handler> {
-        let margin = lookup("LOADER_DEADLINE_MARGIN_SECONDS")
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_MARGIN);
+        let bad = |e: String| Error::BadSettings(crate::aws::BadSettings(vec![e]));
         Ok(Handler {
-            timing: Timing::from_lookup(&lookup).map_err(Error::Usage)?,
-            fan_out: FanOut::from_lookup(&lookup).map_err(Error::Usage)?,
+            margin: deadline_margin(&lookup).map_err(bad)?,
+            timing: Timing::from_lookup(&lookup).map_err(bad)?,
+            fan_out: FanOut::from_lookup(&lookup).map_err(bad)?,
             app,
-            margin,
             emit_metrics: lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
         })
     }
