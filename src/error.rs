@@ -55,11 +55,9 @@ impl Error {
             | Error::Config(_)
             | Error::Setting(_)
             | Error::BadSettings(_) => false,
-            Error::Secret(e) => matches!(
-                e,
-                SecretError::SecretUnreadable { reason, .. } | SecretError::SsmUnreadable { reason, .. }
-                    if reason.contains("could not be reached")
-            ),
+            Error::Secret(e) => {
+                matches!(e, SecretError::Unreadable { error, .. } if error.is_retryable())
+            }
             // Refused connections and server-side trouble pass; auth and TLS do not.
             Error::Connect(ConnectError::Connect { code, class, .. }) => match code {
                 Some(code) => {
