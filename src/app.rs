@@ -17,7 +17,7 @@ pub struct App {
 impl App {
     /// From the process environment (`LOADER_*`, the standard AWS variables).
     pub async fn from_env() -> Result<App> {
-        let settings = Settings::from_env();
+        let settings = Settings::from_env()?;
         let clients = Clients::from_env(&settings).await;
         App::new(settings, clients)
     }

@@ -1,9 +1,11 @@
 //! Jobs and tables: the job file, parsed and validated with field-named errors.
 //!
-//! A job file is YAML or JSON. Parsing rejects unknown fields and names the path of
-//! whatever is wrong (`tables[2].copy_mode: expected one of ...`); [`Job::validate`]
-//! then checks what types cannot (names, ranges, duplicates, contradictions) and
-//! reports every problem at once.
+//! A job file is YAML or JSON. [`Job::parse`] reads it into a tree of values, then
+//! each field on its own, so that a value of the wrong type is one mistake among the
+//! others (`tables[2].copy_mode: unknown value "UPSERT", ...`), never the only one
+//! reported; unknown fields are mistakes too. [`Job::validate`] then checks what types
+//! cannot (names, ranges, duplicates, contradictions). Every problem is reported at
+//! once, each with the path of its field.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -169,7 +171,9 @@ impl FromStr for CopyMode {
             .into_iter()
             .find(|m| m.as_str() == s)
             .ok_or_else(|| {
-                format!("expected one of INSERT_ONLY, INSERT_AND_UPDATE, FULL_DATA_SYNC, got {s:?}")
+                format!(
+                    "unknown value {s:?}, expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC"
+                )
             })
     }
 }
@@ -251,17 +255,41 @@ impl Serialize for At {
 
 impl<'de> Deserialize<'de> for At {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<At, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        let items = match Raw::deserialize(d)? {
-            Raw::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
-            Raw::Many(v) => v.into_iter().map(|p| p.trim().to_string()).collect(),
+        let items = match d
+            .deserialize_any(OneOrManyVisitor("a time such as '12:00' or a list of them"))?
+        {
+            OneOrMany::One(s) => s.split(',').map(|p| p.trim().to_string()).collect(),
+            OneOrMany::Many(v) => v.into_iter().map(|p| p.trim().to_string()).collect(),
         };
         Ok(At(items))
+    }
+}
+
+/// A string or a list of strings, with a message that says so.
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+struct OneOrManyVisitor(&'static str);
+
+impl<'de> serde::de::Visitor<'de> for OneOrManyVisitor {
+    type Value = OneOrMany;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+        Ok(OneOrMany::One(v.to_string()))
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<OneOrMany, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            items.push(item);
+        }
+        Ok(OneOrMany::Many(items))
     }
 }
 
@@ -280,16 +308,12 @@ impl Serialize for Key {
 
 impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            One(String),
-            Many(Vec<String>),
-        }
-        Ok(Key(match Raw::deserialize(d)? {
-            Raw::One(s) => vec![s],
-            Raw::Many(v) => v,
-        }))
+        Ok(Key(
+            match d.deserialize_any(OneOrManyVisitor("a column name or a list of them"))? {
+                OneOrMany::One(s) => vec![s],
+                OneOrMany::Many(v) => v,
+            },
+        ))
     }
 }
 
@@ -407,34 +431,29 @@ impl Format {
 }
 
 impl Job {
-    /// Parses and validates a job file.
+    /// Parses and validates a job file. Every mistake is reported, each with its
+    /// field: a value of the wrong type does not hide the others, nor what
+    /// [`Job::validate`] finds in the rest of the file.
     pub fn parse(text: &str, format: Format) -> Result<Job, ConfigErrors> {
-        let job: Job = match format {
-            Format::Json => {
-                let de = &mut serde_json::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(|e| {
-                    let field = e.path().to_string();
-                    let inner = e.into_inner();
-                    let at = format!(" at line {} column {}", inner.line(), inner.column());
-                    one(&field, strip_position(&inner.to_string()) + &at)
-                })?
-            }
-            Format::Yaml => {
-                let de = serde_yaml_ng::Deserializer::from_str(text);
-                serde_path_to_error::deserialize(de).map_err(|e| {
-                    let field = e.path().to_string();
-                    let message = e.into_inner().to_string();
-                    // The YAML error names the enclosing path itself; ours is finer.
-                    let message = match message.split_once(": ") {
-                        Some((p, rest)) if p == "." || field.starts_with(p) => rest.to_string(),
-                        _ => message,
-                    };
-                    one(&field, message)
-                })?
-            }
+        let value = document(text, format)?;
+        let mut found = Found {
+            lenient_scalars: format == Format::Yaml,
+            ..Found::default()
         };
-        job.validate()?;
-        Ok(job)
+        let job = read_job(value, &mut found);
+        let mut errors = found.errors;
+        if let Err(ConfigErrors(more)) = job.validate() {
+            // What a bad field was replaced with is not the user's mistake.
+            errors.extend(
+                more.into_iter()
+                    .filter(|e| !found.bad.iter().any(|b| within(&e.field, b))),
+            );
+        }
+        if errors.is_empty() {
+            Ok(job)
+        } else {
+            Err(ConfigErrors(errors))
+        }
     }
 
     /// Checks what the types cannot; every problem is reported.
@@ -619,6 +638,490 @@ impl Table {
     }
 }
 
+/// The file as a tree of values: a syntax error or a key given twice (with its line
+/// and column) stops here; everything else is judged field by field.
+fn document(text: &str, format: Format) -> Result<serde_json::Value, ConfigErrors> {
+    match format {
+        Format::Json => {
+            let at = |e: &serde_json::Error| format!(" at line {} column {}", e.line(), e.column());
+            let de = &mut serde_json::Deserializer::from_str(text);
+            let tree = serde_path_to_error::deserialize::<_, Tree>(&mut *de).map_err(|e| {
+                // A syntax error has its position only; a key given twice, its map too.
+                let field = match e.inner().classify() {
+                    serde_json::error::Category::Data => e.path().to_string(),
+                    _ => String::new(),
+                };
+                let inner = e.into_inner();
+                one(&field, strip_position(&inner.to_string()) + &at(&inner))
+            })?;
+            de.end()
+                .map_err(|e| one("", strip_position(&e.to_string()) + &at(&e)))?;
+            Ok(tree.0)
+        }
+        Format::Yaml => {
+            let de = serde_yaml_ng::Deserializer::from_str(text);
+            serde_path_to_error::deserialize::<_, Tree>(de)
+                .map(|t| t.0)
+                .map_err(|e| {
+                    let field = e.path().to_string();
+                    let message = e.into_inner().to_string();
+                    // The YAML error names the enclosing path itself; ours is finer.
+                    let message = match message.split_once(": ") {
+                        Some((p, rest)) if p == "." || field.starts_with(p) => rest.to_string(),
+                        _ => message,
+                    };
+                    one(&field, message)
+                })
+        }
+    }
+}
+
+/// A document as JSON values, refusing a key given twice in one map (which a struct
+/// would refuse, and a plain `serde_json::Value` would silently overwrite).
+struct Tree(serde_json::Value);
+
+impl<'de> Deserialize<'de> for Tree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Tree, D::Error> {
+        d.deserialize_any(TreeVisitor).map(Tree)
+    }
+}
+
+struct TreeVisitor;
+
+impl<'de> serde::de::Visitor<'de> for TreeVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        // YAML's .inf and .nan have no JSON number; as text they fail where a number is
+        // expected, with the value in the message.
+        Ok(serde_json::Number::from_f64(v)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| v.to_string().into()))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(TreeVisitor)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Tree(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(items.into())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "`{key}` is given twice"
+                )));
+            }
+            let Tree(value) = map.next_value()?;
+            out.insert(key, value);
+        }
+        Ok(out.into())
+    }
+}
+
+/// What reading the fields found: the mistakes, and the fields they concern.
+#[derive(Default)]
+struct Found {
+    errors: Vec<ConfigError>,
+    /// Fields that were missing or of the wrong type; a placeholder stands in for each.
+    bad: Vec<String>,
+    /// YAML: a number or `true` where text is expected is read as its text (as YAML
+    /// readers do: `name: 2024`).
+    lenient_scalars: bool,
+}
+
+/// Whether `field` is `parent` or inside it.
+fn within(field: &str, parent: &str) -> bool {
+    parent.is_empty()
+        || field
+            .strip_prefix(parent)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+}
+
+fn join(parent: &str, child: &str) -> String {
+    match (parent, child) {
+        ("", c) => c.to_string(),
+        (p, "") => p.to_string(),
+        (p, c) if c.starts_with('[') => format!("{p}{c}"),
+        (p, c) => format!("{p}.{c}"),
+    }
+}
+
+/// One map of the file (the job, `source`, a table, ...), its fields taken one at a
+/// time; what is left at the end is unknown.
+struct Fields<'a> {
+    path: String,
+    map: serde_json::Map<String, serde_json::Value>,
+    names: &'static [&'static str],
+    found: &'a mut Found,
+}
+
+impl<'a> Fields<'a> {
+    /// `None` (and the mistake recorded) when `value` is not a map.
+    fn open(
+        path: String,
+        value: serde_json::Value,
+        names: &'static [&'static str],
+        what: &str,
+        found: &'a mut Found,
+    ) -> Option<Fields<'a>> {
+        match value {
+            serde_json::Value::Object(map) => Some(Fields {
+                path,
+                map,
+                names,
+                found,
+            }),
+            other => {
+                found.errors.push(err(
+                    path.clone(),
+                    format!("expected {what}, got {}", kind_of(&other)),
+                ));
+                found.bad.push(path);
+                None
+            }
+        }
+    }
+
+    fn bad(&mut self, field: &str, message: String) {
+        let path = join(&self.path, field);
+        self.found.errors.push(err(path.clone(), message));
+        self.found.bad.push(path);
+    }
+
+    /// The field's value: `Ok(None)` when absent, `Err` (recorded) when it does not
+    /// read as a `T`.
+    fn take<T: serde::de::DeserializeOwned>(&mut self, name: &str) -> Result<Option<T>, ()> {
+        let Some(value) = self.map.remove(name) else {
+            return Ok(None);
+        };
+        let path = join(&self.path, name);
+        match value_as::<T>(&value, self.found.lenient_scalars) {
+            Ok(v) => Ok(Some(v)),
+            Err((inner, message)) => {
+                self.found.errors.push(err(join(&path, &inner), message));
+                self.found.bad.push(path);
+                Err(())
+            }
+        }
+    }
+
+    /// An optional field, `None` when absent or bad.
+    fn optional<T: serde::de::DeserializeOwned>(&mut self, name: &str) -> Option<T> {
+        self.take(name).ok().flatten()
+    }
+
+    /// An optional field of text: a bad one counts as given (empty), so that checks
+    /// that count what is given do not also complain.
+    fn text(&mut self, name: &str) -> Option<String> {
+        self.take(name).unwrap_or(Some(String::new()))
+    }
+
+    fn required<T: serde::de::DeserializeOwned>(&mut self, name: &str) -> Option<T> {
+        match self.take(name) {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => {
+                self.bad(name, format!("missing field `{name}`"));
+                None
+            }
+            Err(()) => None,
+        }
+    }
+
+    /// The raw value of a field read by another `Fields` (a nested map or list).
+    fn raw(&mut self, name: &str) -> Option<serde_json::Value> {
+        self.map.remove(name)
+    }
+
+    /// Records every field left over as unknown.
+    fn finish(self) {
+        let expected = self
+            .names
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        for (name, _) in self.map {
+            let path = join(&self.path, &name);
+            self.found.errors.push(err(
+                path.clone(),
+                format!("unknown field `{name}`, expected one of {expected}"),
+            ));
+        }
+    }
+}
+
+/// `value` as a `T`, or the path inside it and the message.
+fn value_as<T: serde::de::DeserializeOwned>(
+    value: &serde_json::Value,
+    lenient_scalars: bool,
+) -> Result<T, (String, String)> {
+    match serde_path_to_error::deserialize::<_, T>(value) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if lenient_scalars {
+                if let Ok(v) = T::deserialize(&as_text(value)) {
+                    return Ok(v);
+                }
+            }
+            let inner = e.path().to_string();
+            let inner = if inner == "." { String::new() } else { inner };
+            Err((inner, e.into_inner().to_string()))
+        }
+    }
+}
+
+/// Numbers and booleans as their text, at every depth.
+fn as_text(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => Value::String(n.to_string()),
+        Value::Bool(b) => Value::String(b.to_string()),
+        Value::Array(items) => Value::Array(items.iter().map(as_text).collect()),
+        Value::Object(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), as_text(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+fn kind_of(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the text {s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a map".into(),
+    }
+}
+
+const JOB_FIELDS: &[&str] = &[
+    "name",
+    "source",
+    "destination",
+    "frequency",
+    "at",
+    "tz",
+    "disabled",
+    "tables",
+];
+const SOURCE_FIELDS: &[&str] = &["url", "url_env", "url_secret", "url_ssm"];
+const DESTINATION_FIELDS: &[&str] = &[
+    "url",
+    "url_env",
+    "url_secret",
+    "url_ssm",
+    "schema",
+    "iam_role",
+];
+const TABLE_FIELDS: &[&str] = &[
+    "source",
+    "destination",
+    "copy_mode",
+    "primary_key",
+    "updated_key",
+    "disabled",
+    "exclude_columns",
+    "column_casts",
+    "column_types",
+    "import_row_limit",
+    "import_chunk_size",
+];
+
+/// The job as written, each field read on its own; a field that is missing or bad
+/// leaves a placeholder (and its mistake in `found`).
+fn read_job(value: serde_json::Value, found: &mut Found) -> Job {
+    let mut job = Job {
+        name: String::new(),
+        source: Source::default(),
+        destination: Destination {
+            url: None,
+            url_env: None,
+            url_secret: None,
+            url_ssm: None,
+            schema: default_schema(),
+            iam_role: None,
+        },
+        frequency: MIN_FREQUENCY,
+        at: None,
+        tz: None,
+        disabled: false,
+        tables: Vec::new(),
+    };
+    let Some(mut f) = Fields::open(
+        String::new(),
+        value,
+        JOB_FIELDS,
+        "a job (a map with name, source, destination, frequency and tables)",
+        found,
+    ) else {
+        return job;
+    };
+    job.name = f.required("name").unwrap_or_default();
+    match f.raw("source") {
+        Some(v) => job.source = read_source(v, f.found),
+        None => f.bad("source", "missing field `source`".into()),
+    }
+    match f.raw("destination") {
+        Some(v) => job.destination = read_destination(v, f.found),
+        None => f.bad("destination", "missing field `destination`".into()),
+    }
+    job.frequency = f.required("frequency").unwrap_or(MIN_FREQUENCY);
+    job.at = f.optional("at");
+    job.tz = f.text("tz");
+    job.disabled = f.optional("disabled").unwrap_or(false);
+    match f.raw("tables") {
+        Some(serde_json::Value::Array(items)) => {
+            job.tables = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| read_table(format!("tables[{i}]"), v, i, f.found))
+                .collect();
+        }
+        Some(other) => f.bad(
+            "tables",
+            format!(
+                "expected a list of tables (each a map with source, copy_mode, ...), got {}",
+                kind_of(&other)
+            ),
+        ),
+        None => f.bad("tables", "missing field `tables`".into()),
+    }
+    f.finish();
+    job
+}
+
+fn read_source(value: serde_json::Value, found: &mut Found) -> Source {
+    let Some(mut f) = Fields::open(
+        "source".into(),
+        value,
+        SOURCE_FIELDS,
+        "a map with one of url, url_env, url_secret or url_ssm",
+        found,
+    ) else {
+        return Source::default();
+    };
+    let source = Source {
+        url: f.text("url"),
+        url_env: f.text("url_env"),
+        url_secret: f.text("url_secret"),
+        url_ssm: f.text("url_ssm"),
+    };
+    f.finish();
+    source
+}
+
+fn read_destination(value: serde_json::Value, found: &mut Found) -> Destination {
+    let placeholder = Destination {
+        url: None,
+        url_env: None,
+        url_secret: None,
+        url_ssm: None,
+        schema: default_schema(),
+        iam_role: None,
+    };
+    let Some(mut f) = Fields::open(
+        "destination".into(),
+        value,
+        DESTINATION_FIELDS,
+        "a map with one of url, url_env, url_secret or url_ssm, and schema",
+        found,
+    ) else {
+        return placeholder;
+    };
+    let destination = Destination {
+        url: f.text("url"),
+        url_env: f.text("url_env"),
+        url_secret: f.text("url_secret"),
+        url_ssm: f.text("url_ssm"),
+        schema: f.text("schema").unwrap_or_else(default_schema),
+        iam_role: f.text("iam_role"),
+    };
+    f.finish();
+    destination
+}
+
+fn read_table(path: String, value: serde_json::Value, i: usize, found: &mut Found) -> Table {
+    // A source no other table can have, for a table whose source is missing or bad.
+    let placeholder = TableRef::new("", format!("\u{0}tables[{i}]"));
+    let mut table = Table {
+        source: placeholder.clone(),
+        destination: None,
+        copy_mode: None,
+        primary_key: None,
+        updated_key: None,
+        disabled: false,
+        exclude_columns: Vec::new(),
+        column_casts: BTreeMap::new(),
+        column_types: BTreeMap::new(),
+        import_row_limit: None,
+        import_chunk_size: None,
+    };
+    let Some(mut f) = Fields::open(
+        path,
+        value,
+        TABLE_FIELDS,
+        "a table (a map with source, copy_mode, ...)",
+        found,
+    ) else {
+        return table;
+    };
+    table.source = f.required("source").unwrap_or(placeholder);
+    table.destination = f.text("destination");
+    table.copy_mode = f.optional("copy_mode");
+    table.primary_key = f.optional("primary_key");
+    table.updated_key = f.text("updated_key");
+    table.disabled = f.optional("disabled").unwrap_or(false);
+    table.exclude_columns = f.optional("exclude_columns").unwrap_or_default();
+    table.column_casts = f.optional("column_casts").unwrap_or_default();
+    table.column_types = f.optional("column_types").unwrap_or_default();
+    table.import_row_limit = f.optional("import_row_limit");
+    table.import_chunk_size = f.optional("import_chunk_size");
+    f.finish();
+    table
+}
+
 fn one(field: &str, message: String) -> ConfigErrors {
     // serde_path_to_error says "." for the root.
     let field = if field == "." { "" } else { field };
@@ -732,7 +1235,7 @@ fn check_job_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn is_role_arn(s: &str) -> bool {
+pub(crate) fn is_role_arn(s: &str) -> bool {
     let parts: Vec<&str> = s.splitn(6, ':').collect();
     matches!(parts.as_slice(), ["arn", partition, "iam", "", account, resource]
         if partition.starts_with("aws")
@@ -773,6 +1276,17 @@ pub fn is_cast_type(s: &str) -> bool {
     base_ok && rest_ok
 }
 
+/// A number of rows (`IMPORT_ROW_LIMIT`, `IMPORT_CHUNK_SIZE`): a whole number of at
+/// least 1; `_` may group digits (`1_000_000`).
+pub fn parse_rows(v: &str) -> Result<u64, String> {
+    match v.trim().replace('_', "").parse::<u64>() {
+        Ok(0) | Err(_) => Err(format!(
+            "expected a whole number of rows of at least 1, got {v:?}"
+        )),
+        Ok(n) => Ok(n),
+    }
+}
+
 /// Rows per chunk and per run for one table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -791,13 +1305,7 @@ impl Limits {
         let parse = |name: &str, v: Option<&str>| -> Result<Option<u64>, ConfigError> {
             match v.map(str::trim) {
                 None | Some("") => Ok(None),
-                Some(v) => match v.replace('_', "").parse::<u64>() {
-                    Ok(0) | Err(_) => Err(err(
-                        name,
-                        format!("expected a whole number of rows of at least 1, got {v:?}"),
-                    )),
-                    Ok(n) => Ok(Some(n)),
-                },
+                Some(v) => parse_rows(v).map(Some).map_err(|m| err(name, m)),
             }
         };
         let chunk_size = table
@@ -916,7 +1424,98 @@ tables:
         let text = GOOD.replace("copy_mode: FULL_DATA_SYNC", "copy_mode: UPSERT");
         assert_eq!(
             errors_of(&text),
-            ["tables[2].copy_mode: expected one of INSERT_ONLY, INSERT_AND_UPDATE, FULL_DATA_SYNC, got \"UPSERT\" at line 11 column 5"]
+            ["tables[2].copy_mode: unknown value \"UPSERT\", expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC"]
+        );
+    }
+
+    /// The README's promise: a value of the wrong type hides nothing else.
+    #[test]
+    fn type_errors_and_validation_errors_are_reported_together() {
+        let text = GOOD
+            .replace("copy_mode: FULL_DATA_SYNC", "copy_mode: UPSERT")
+            .replace("at: \"09:**,10:**\"", "at: '25:00'")
+            .replace("frequency: 300", "frequency: often")
+            .replace(
+                "primary_key: [tenant_id, id]",
+                "primary_key: [tenant_id, id], import_row_limit: lots, disabled: maybe",
+            )
+            .replace("tz: Europe/London", "tz: Europe/Londres");
+        assert_eq!(
+            errors_of(&text),
+            [
+                "frequency: invalid type: string \"often\", expected u64",
+                "tables[1].disabled: invalid type: string \"maybe\", expected a boolean",
+                "tables[1].import_row_limit: invalid type: string \"lots\", expected u64",
+                "tables[2].copy_mode: unknown value \"UPSERT\", expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC",
+                "at[0]: \"25:00\" is not a Clockwork time: the hour is over 23 (write 'HH:MM', '**:MM', 'HH:**', optionally after a weekday: 'Monday 12:00')",
+                "tz: \"Europe/Londres\" is not an IANA time zone (e.g. Europe/London, America/New_York, UTC)",
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_fields_and_bad_shapes_are_each_named() {
+        let text = r#"
+source: { url_env: X, password: x, url_secret: [a] }
+destination: postgres://db/x
+tables:
+  - public.orders
+  - { copy_mode: INSERT_ONLY, primary_key: {a: 1} }
+  - { source: public.items, column_casts: [text] }
+"#;
+        assert_eq!(
+            errors_of(text),
+            [
+                "name: missing field `name`",
+                "source.url_secret: invalid type: sequence, expected a string",
+                "source.password: unknown field `password`, expected one of `url`, `url_env`, `url_secret`, `url_ssm`",
+                "destination: expected a map with one of url, url_env, url_secret or url_ssm, and schema, got the text \"postgres://db/x\"",
+                "frequency: missing field `frequency`",
+                "tables[0]: expected a table (a map with source, copy_mode, ...), got the text \"public.orders\"",
+                "tables[1].source: missing field `source`",
+                "tables[1].primary_key: invalid type: map, expected a column name or a list of them",
+                "tables[2].column_casts: invalid type: sequence, expected a map",
+                "source: give only one of url, url_env, url_secret, url_ssm (got url_env, url_secret)",
+            ]
+        );
+        assert_eq!(
+            errors_of("name: x\nsource: {url_env: X}\ndestination: {url_env: Y}\nfrequency: 60\ntables: public.orders\n"),
+            ["tables: expected a list of tables (each a map with source, copy_mode, ...), got the text \"public.orders\""]
+        );
+        assert_eq!(
+            errors_of(""),
+            ["expected a job (a map with name, source, destination, frequency and tables), got nothing"]
+        );
+    }
+
+    #[test]
+    fn yaml_reads_numbers_as_text_where_text_is_expected() {
+        let text = GOOD
+            .replace("name: shop", "name: 2024")
+            .replace("destination: countries", "destination: 1999");
+        let job = Job::parse(&text, Format::Yaml).unwrap();
+        assert_eq!(job.name, "2024");
+        assert_eq!(job.tables[2].destination.as_deref(), Some("1999"));
+        let json = r#"{"name": 2024, "source": {"url_env": "X"}, "destination": {"url_env": "Y"}, "frequency": 300, "tables": [{"source": "t"}]}"#;
+        assert_eq!(
+            Job::parse(json, Format::Json).unwrap_err().to_string(),
+            "name: invalid type: integer `2024`, expected a string"
+        );
+    }
+
+    #[test]
+    fn a_key_given_twice_is_refused_with_its_place() {
+        let text = GOOD.replace("frequency: 300", "frequency: 300\nfrequency: 600");
+        let errors = errors_of(&text);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].starts_with("`frequency` is given twice at line"),
+            "{errors:?}"
+        );
+        let json = r#"{"name": "a", "name": "b"}"#;
+        assert_eq!(
+            Job::parse(json, Format::Json).unwrap_err().to_string(),
+            "`name` is given twice at line 1 column 20"
         );
     }
 
@@ -1000,20 +1599,23 @@ tables:
     }
 
     #[test]
-    fn json_errors_name_the_field_and_position() {
+    fn json_errors_name_the_field_or_the_position() {
         let text = r#"{"name": "shop", "source": {"url_env": "X"}, "destination": {"url_env": "Y"}, "frequency": 300, "tables": [{"source": "t", "copy_mode": "NOPE"}]}"#;
-        let errors: Vec<String> = Job::parse(text, Format::Json)
-            .unwrap_err()
-            .0
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        assert_eq!(errors.len(), 1);
-        assert!(
-            errors[0].starts_with(
-                "tables[0].copy_mode: expected one of INSERT_ONLY, INSERT_AND_UPDATE, FULL_DATA_SYNC, got \"NOPE\" at line 1"
-            ),
-            "{errors:?}"
+        assert_eq!(
+            Job::parse(text, Format::Json).unwrap_err().to_string(),
+            "tables[0].copy_mode: unknown value \"NOPE\", expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC"
+        );
+        assert_eq!(
+            Job::parse("{\"name\": \"shop\",\n \"frequency\": 300,,}", Format::Json)
+                .unwrap_err()
+                .to_string(),
+            "key must be a string at line 2 column 19"
+        );
+        assert_eq!(
+            Job::parse("{\"name\": \"shop\"} []", Format::Json)
+                .unwrap_err()
+                .to_string(),
+            "trailing characters at line 1 column 18"
         );
     }
 

@@ -110,12 +110,21 @@ pub fn connect_error(role: Role, target: &str, e: &tokio_postgres::Error) -> Con
     }
 }
 
-/// An error and its sources on one line.
+/// An error and its sources on one line. (AWS SDK errors read better through
+/// [`crate::aws_error::AwsError`]; here, at least, an AWS error's metadata reads as
+/// `code: message`, not as the SDK's debug structure.)
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {
-        let next = s.to_string();
+        let next = match s.downcast_ref::<aws_sdk_s3::error::ErrorMetadata>() {
+            Some(meta) => [meta.code(), meta.message()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": "),
+            None => s.to_string(),
+        };
         if !text.contains(&next) {
             text.push_str(": ");
             text.push_str(&next);
@@ -123,4 +132,37 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// What an SDK "unhandled" error looks like: a text, and the metadata under it.
+    #[derive(Debug)]
+    struct Unhandled(aws_sdk_s3::error::ErrorMetadata);
+
+    impl std::fmt::Display for Unhandled {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("unhandled error (NoSuchBucket)")
+        }
+    }
+
+    impl std::error::Error for Unhandled {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn aws_error_metadata_reads_as_code_and_message() {
+        let meta = aws_sdk_s3::error::ErrorMetadata::builder()
+            .code("NoSuchBucket")
+            .message("The specified bucket does not exist")
+            .build();
+        assert_eq!(
+            error_chain(&Unhandled(meta)),
+            "unhandled error (NoSuchBucket): NoSuchBucket: The specified bucket does not exist"
+        );
+    }
 }

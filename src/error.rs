@@ -4,7 +4,7 @@
 //! meet here. Retryability is decided here, once: callers ask
 //! [`Error::is_retryable`] instead of inspecting messages.
 
-use crate::aws::MissingSetting;
+use crate::aws::{BadSettings, MissingSetting};
 use crate::config::ConfigErrors;
 use crate::connect::ConnectError;
 use crate::diagnose::Class;
@@ -34,6 +34,8 @@ pub enum Error {
     #[error(transparent)]
     Setting(#[from] MissingSetting),
     #[error(transparent)]
+    BadSettings(#[from] BadSettings),
+    #[error(transparent)]
     Secret(#[from] SecretError),
     #[error(transparent)]
     Connect(#[from] ConnectError),
@@ -51,12 +53,11 @@ impl Error {
             | Error::Unsupported(_)
             | Error::File { .. }
             | Error::Config(_)
-            | Error::Setting(_) => false,
-            Error::Secret(e) => matches!(
-                e,
-                SecretError::SecretUnreadable { reason, .. } | SecretError::SsmUnreadable { reason, .. }
-                    if reason.contains("could not be reached")
-            ),
+            | Error::Setting(_)
+            | Error::BadSettings(_) => false,
+            Error::Secret(e) => {
+                matches!(e, SecretError::Unreadable { error, .. } if error.is_retryable())
+            }
             // Refused connections and server-side trouble pass; auth and TLS do not.
             Error::Connect(ConnectError::Connect { code, class, .. }) => match code {
                 Some(code) => {
@@ -79,6 +80,7 @@ impl Error {
             Error::File { .. } => "File",
             Error::Config(_) => "InvalidConfig",
             Error::Setting(_) => "MissingSetting",
+            Error::BadSettings(_) => "InvalidSetting",
             Error::Secret(_) => "Secret",
             Error::Connect(_) => "Connect",
             Error::State(_) => "State",

@@ -26,6 +26,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::app::App;
+use crate::aws_error::{AwsError, Resource};
 use crate::config::{Job, TableRef};
 use crate::error::{Error, Result};
 use crate::sync::{self, Options, Timing};
@@ -50,7 +51,7 @@ pub enum Event {
 #[serde(deny_unknown_fields)]
 pub struct RunEvent {
     pub job: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "table_list")]
     pub tables: Vec<TableRef>,
     #[serde(default)]
     pub from_scratch: bool,
@@ -99,7 +100,7 @@ impl Default for FanOut {
 }
 
 impl FanOut {
-    fn from_lookup(
+    pub(crate) fn from_lookup(
         lookup: &impl Fn(&str) -> Option<String>,
     ) -> std::result::Result<FanOut, String> {
         let d = FanOut::default();
@@ -135,12 +136,98 @@ impl FanOut {
     }
 }
 
+/// `LOADER_DEADLINE_MARGIN_SECONDS`: a duration (`90s`, `3m` or seconds) under Lambda's
+/// longest timeout.
+pub(crate) fn deadline_margin(
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> std::result::Result<Duration, String> {
+    const NAME: &str = "LOADER_DEADLINE_MARGIN_SECONDS";
+    match lookup(NAME).as_deref().map(str::trim) {
+        None | Some("") => Ok(DEFAULT_MARGIN),
+        Some(v) => match crate::status::parse_duration(v).map_err(|e| format!("{NAME}: {e}"))? {
+            n if n >= 900 => Err(format!(
+                "{NAME}: {v:?} is as long as Lambda's longest timeout (15m); keep it well under the function's timeout"
+            )),
+            n => Ok(Duration::from_secs(n)),
+        },
+    }
+}
+
 /// How long a delivered event is remembered, to recognise it when it comes again.
 pub const DELIVERY_MEMORY: chrono::Duration = chrono::Duration::days(2);
 
-/// Parses an event, naming what is wrong with it.
+/// Parses an event, naming the field that is wrong (`tables: invalid type: ...,
+/// expected a list of "schema.table"`). The action is read first, then the rest as
+/// that action's fields, so that a mistake's path survives (serde's tagged enums lose
+/// it).
 pub fn parse_event(payload: &Value) -> Result<Event> {
-    Event::deserialize(payload).map_err(|e| Error::Event(e.to_string()))
+    let bad = |m: String| Error::Event(m);
+    let Value::Object(fields) = payload else {
+        return Err(bad(format!(
+            "expected a JSON object with an action, got {payload}"
+        )));
+    };
+    let mut rest = fields.clone();
+    let action = match rest.remove("action") {
+        None => return Err(bad("missing field `action`".into())),
+        Some(Value::String(a)) => a,
+        Some(other) => {
+            return Err(bad(format!(
+                "action: expected one of `run`, `setup`, `sync_schedules`, got {other}"
+            )))
+        }
+    };
+    let rest = Value::Object(rest);
+    fn fields_of<T: serde::de::DeserializeOwned>(rest: &Value) -> Result<T> {
+        serde_path_to_error::deserialize(rest).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.into_inner().to_string();
+            Error::Event(match path.as_str() {
+                "." | "" | "?" => message,
+                _ => format!("{path}: {message}"),
+            })
+        })
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SetupFields {
+        job: String,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct NoFields {}
+    match action.as_str() {
+        "run" => fields_of::<RunEvent>(&rest).map(Event::Run),
+        "setup" => fields_of::<SetupFields>(&rest).map(|f| Event::Setup { job: f.job }),
+        "sync_schedules" => fields_of::<NoFields>(&rest).map(|NoFields {}| Event::SyncSchedules {}),
+        other => Err(bad(format!(
+            "unknown variant `{other}`, expected one of `run`, `setup`, `sync_schedules`"
+        ))),
+    }
+}
+
+/// `tables`: a list of `schema.table`, said so when it is not one.
+fn table_list<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<TableRef>, D::Error> {
+    struct List;
+    impl<'de> serde::de::Visitor<'de> for List {
+        type Value = Vec<TableRef>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a list of \"schema.table\"")
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Vec<TableRef>, A::Error> {
+            let mut tables = Vec::new();
+            while let Some(t) = seq.next_element()? {
+                tables.push(t);
+            }
+            Ok(tables)
+        }
+    }
+    d.deserialize_seq(List)
 }
 
 /// What a handler needs beyond the event: built once per container.
@@ -158,15 +245,12 @@ pub struct Handler {
 impl Handler {
     /// Reads the settings; a bad one is refused with its name.
     pub fn from_lookup(app: App, lookup: impl Fn(&str) -> Option<String>) -> Result<Handler> {
-        let margin = lookup("LOADER_DEADLINE_MARGIN_SECONDS")
-            .and_then(|v| v.trim().parse().ok())
-            .map(Duration::from_secs)
-            .unwrap_or(DEFAULT_MARGIN);
+        let bad = |e: String| Error::BadSettings(crate::aws::BadSettings(vec![e]));
         Ok(Handler {
-            timing: Timing::from_lookup(&lookup).map_err(Error::Usage)?,
-            fan_out: FanOut::from_lookup(&lookup).map_err(Error::Usage)?,
+            margin: deadline_margin(&lookup).map_err(bad)?,
+            timing: Timing::from_lookup(&lookup).map_err(bad)?,
+            fan_out: FanOut::from_lookup(&lookup).map_err(bad)?,
             app,
-            margin,
             emit_metrics: lookup("AWS_LAMBDA_FUNCTION_NAME").is_some(),
         })
     }
@@ -400,10 +484,8 @@ impl Handler {
             .send()
             .await
             .map_err(|e| {
-                Error::Failed(format!(
-                    "invoking {function} with a continuation failed: {} (inside a VPC, Lambda needs an interface endpoint or NAT)",
-                    crate::connect::error_chain(&e)
-                ))
+                let e = AwsError::of("Invoke", Resource::Function(&function), &e);
+                Error::Failed(format!("sending the continuation failed: {e}"))
             })?;
         tracing::info!(function, payload = %payload, "continuation sent");
         Ok(())
@@ -530,6 +612,31 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("unknown field `tabels`"), "{e}");
+        // A value of the wrong type names its field and what it should be.
+        for (event, message) in [
+            (
+                json!({"action": "run", "job": "x", "tables": "public.orders"}),
+                "invalid event: tables: invalid type: string \"public.orders\", expected a list of \"schema.table\"",
+            ),
+            (
+                json!({"action": "run", "job": "x", "tables": ["a.b.c"]}),
+                "invalid event: tables[0]: expected schema.table (quote a part holding a dot: \"my.schema\".orders), got \"a.b.c\"",
+            ),
+            (
+                json!({"action": "run", "job": "x", "hop": "3"}),
+                "invalid event: hop: invalid type: string \"3\", expected u32",
+            ),
+            (
+                json!({"action": "run", "job": 7}),
+                "invalid event: job: invalid type: integer `7`, expected a string",
+            ),
+            (
+                json!({"action": "run", "job": "x", "scheduled_time": "7am"}),
+                "invalid event: scheduled_time: input contains invalid characters",
+            ),
+        ] {
+            assert_eq!(parse_event(&event).unwrap_err().to_string(), message);
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod aws;
+pub mod aws_error;
 pub mod cli;
 pub mod config;
 pub mod connect;

@@ -8,9 +8,11 @@ use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, Sched
 use chrono::{DateTime, Utc};
 
 use crate::aws::{MissingSetting, Settings};
+use crate::aws_error::{AwsError, Resource, SdkError};
 use crate::config::Job;
 use crate::fire::Expression;
 use crate::schedule::{self, At};
+use aws_sdk_scheduler::error::ProvideErrorMetadata;
 
 /// Schedules this loader owns are named `job-<job name>` (job names are already
 /// letters, digits, `-` and `_`).
@@ -91,12 +93,11 @@ impl Existing {
 pub enum SchedulerError {
     #[error(transparent)]
     Setting(#[from] MissingSetting),
-    #[error("EventBridge Scheduler: {operation} {name} failed: {reason}")]
-    Api {
-        operation: &'static str,
-        name: String,
-        reason: String,
-    },
+    /// A Scheduler call failed: the line says on what and what to check.
+    #[error(transparent)]
+    Api(#[from] AwsError),
+    #[error("schedule {name}: its target cannot be built: {reason}")]
+    Target { name: String, reason: String },
 }
 
 pub struct Scheduler {
@@ -122,16 +123,16 @@ impl Scheduler {
         })
     }
 
-    fn api<E: std::error::Error + 'static>(
-        operation: &'static str,
-        name: &str,
-        e: E,
-    ) -> SchedulerError {
-        SchedulerError::Api {
-            operation,
-            name: name.to_string(),
-            reason: crate::connect::error_chain(&e),
-        }
+    fn api<E>(&self, operation: &'static str, name: Option<&str>, e: SdkError<E>) -> SchedulerError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
+        let group = &self.group;
+        let resource = match name {
+            Some(name) => Resource::Schedule { group, name },
+            None => Resource::ScheduleGroup(group),
+        };
+        SchedulerError::Api(AwsError::of(operation, resource, &e))
     }
 
     /// The group's schedules.
@@ -146,7 +147,7 @@ impl Scheduler {
                 .set_next_token(token)
                 .send()
                 .await
-                .map_err(|e| Self::api("ListSchedules", &self.group, e))?;
+                .map_err(|e| self.api("ListSchedules", None, e))?;
             names.extend(
                 out.schedules()
                     .iter()
@@ -166,7 +167,7 @@ impl Scheduler {
                 .name(&name)
                 .send()
                 .await
-                .map_err(|e| Self::api("GetSchedule", &name, e))?;
+                .map_err(|e| self.api("GetSchedule", Some(&name), e))?;
             existing.push(Existing {
                 name,
                 expression: s.schedule_expression().unwrap_or_default().to_string(),
@@ -222,7 +223,7 @@ impl Scheduler {
                         .target(self.target(d)?)
                         .send()
                         .await
-                        .map_err(|e| Self::api("UpdateSchedule", &d.name, e))?;
+                        .map_err(|e| self.api("UpdateSchedule", Some(&d.name), e))?;
                     changes.push(Change::Updated(d.clone()));
                 }
                 None => {
@@ -238,7 +239,7 @@ impl Scheduler {
                         .description("redshift-loader job schedule (managed by `redshift-loader schedules sync`)")
                         .send()
                         .await
-                        .map_err(|e| Self::api("CreateSchedule", &d.name, e))?;
+                        .map_err(|e| self.api("CreateSchedule", Some(&d.name), e))?;
                     changes.push(Change::Created(d.clone()));
                 }
             }
@@ -251,7 +252,7 @@ impl Scheduler {
                     .name(name)
                     .send()
                     .await
-                    .map_err(|e| Self::api("DeleteSchedule", name, e))?;
+                    .map_err(|e| self.api("DeleteSchedule", Some(name), e))?;
                 changes.push(Change::Deleted(name.clone()));
             }
         }
@@ -282,7 +283,10 @@ impl Scheduler {
             .role_arn(&self.role_arn)
             .input(&d.input)
             .build()
-            .map_err(|e| Self::api("building the target of", &d.name, e))
+            .map_err(|e| SchedulerError::Target {
+                name: d.name.clone(),
+                reason: e.to_string(),
+            })
     }
 }
 

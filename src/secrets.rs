@@ -12,6 +12,7 @@ use std::str::FromStr;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::aws_error::{AwsError, Resource};
 use crate::config::UrlRef;
 
 /// Which database a reference is for, for messages.
@@ -78,18 +79,10 @@ impl DbConfig {
 pub enum SecretError {
     #[error("{role} database: environment variable {name} is not set")]
     EnvMissing { role: Role, name: String },
-    #[error("{role} database: cannot read secret {id} from Secrets Manager: {reason}; check that it exists and that the loader's role may call secretsmanager:GetSecretValue on it")]
-    SecretUnreadable {
-        role: Role,
-        id: String,
-        reason: String,
-    },
-    #[error("{role} database: cannot read SSM parameter {name}: {reason}; check that it exists and that the loader's role may call ssm:GetParameter (and kms:Decrypt for SecureString) on it")]
-    SsmUnreadable {
-        role: Role,
-        name: String,
-        reason: String,
-    },
+    /// Secrets Manager or SSM refused or failed: the line says which secret or
+    /// parameter and what to check.
+    #[error("{role} database: {error}")]
+    Unreadable { role: Role, error: AwsError },
     #[error("{role} database: {origin} does not hold a usable connection: {reason}")]
     Invalid {
         role: Role,
@@ -131,10 +124,16 @@ pub async fn resolve(
                 .secret_id(id)
                 .send()
                 .await
-                .map_err(|e| SecretError::SecretUnreadable {
+                .map_err(|e| SecretError::Unreadable {
                     role,
-                    id: id.clone(),
-                    reason: aws_reason(&e),
+                    error: AwsError::of(
+                        "GetSecretValue",
+                        Resource::Secret {
+                            id,
+                            field: &format!("{role}.url_secret"),
+                        },
+                        &e,
+                    ),
                 })?;
             let text = out.secret_string().ok_or_else(|| SecretError::Invalid {
                 role,
@@ -155,10 +154,16 @@ pub async fn resolve(
                 .with_decryption(true)
                 .send()
                 .await
-                .map_err(|e| SecretError::SsmUnreadable {
+                .map_err(|e| SecretError::Unreadable {
                     role,
-                    name: name.clone(),
-                    reason: aws_reason(&e),
+                    error: AwsError::of(
+                        "GetParameter",
+                        Resource::Parameter {
+                            name,
+                            field: &format!("{role}.url_ssm"),
+                        },
+                        &e,
+                    ),
                 })?;
             let value =
                 out.parameter()
@@ -174,29 +179,6 @@ pub async fn resolve(
                 &format!("SSM parameter {name}"),
             )
         }
-    }
-}
-
-/// A service error's code and message, without request details.
-fn aws_reason<E, R>(e: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
-where
-    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
-    R: fmt::Debug,
-{
-    use aws_sdk_secretsmanager::error::SdkError;
-    match e {
-        SdkError::ServiceError(se) => {
-            let err = se.err();
-            match (err.code(), err.message()) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.to_string(),
-                _ => err.to_string(),
-            }
-        }
-        SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-            "the service could not be reached (network, VPC endpoint or NAT)".into()
-        }
-        other => other.to_string(),
     }
 }
 

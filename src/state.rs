@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use chrono::{DateTime, Utc};
 
+use crate::aws_error::{AwsError, Resource};
 use crate::config::{Job, TableRef};
 
 pub const CONFIG_SK: &str = "CONFIG";
@@ -41,12 +42,9 @@ pub enum StateError {
         table: String,
         holder: Option<String>,
     },
-    #[error("DynamoDB table {table}: {operation} failed: {reason}")]
-    Dynamo {
-        table: String,
-        operation: &'static str,
-        reason: String,
-    },
+    /// A DynamoDB call failed: one line that says on what and what to check.
+    #[error(transparent)]
+    Dynamo(AwsError),
     #[error("DynamoDB table {table}: item {pk}/{sk} is unreadable ({reason}); it was not written by this version of redshift-loader")]
     Corrupt {
         table: String,
@@ -59,10 +57,11 @@ pub enum StateError {
 impl StateError {
     /// Throttling and network trouble pass; everything else needs a person.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, StateError::Dynamo { reason, .. }
-            if reason.contains("Throttl") || reason.contains("could not be reached")
-                || reason.contains("ProvisionedThroughputExceeded"))
-            || matches!(self, StateError::Conflict { .. })
+        match self {
+            StateError::Dynamo(e) => e.is_retryable(),
+            StateError::Conflict { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -123,33 +122,15 @@ impl Store {
         &self.table
     }
 
-    fn dynamo_error<E, R>(&self, operation: &'static str, e: SdkError<E, R>) -> StateError
+    fn dynamo_error<E>(&self, operation: &'static str, e: SdkError<E>) -> StateError
     where
         E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
-        let reason = match &e {
-            SdkError::ServiceError(se) => {
-                let err = se.err();
-                match (err.code(), err.message()) {
-                    (Some("ResourceNotFoundException"), _) => {
-                        "the table does not exist; check LOADER_STATE_TABLE and the region".into()
-                    }
-                    (Some(c), Some(m)) => format!("{c}: {m}"),
-                    (Some(c), None) => c.to_string(),
-                    _ => crate::connect::error_chain(&e),
-                }
-            }
-            SdkError::DispatchFailure(_) | SdkError::TimeoutError(_) => {
-                "DynamoDB could not be reached (network, VPC endpoint or NAT)".into()
-            }
-            _ => crate::connect::error_chain(&e),
-        };
-        StateError::Dynamo {
-            table: self.table.clone(),
+        StateError::Dynamo(AwsError::of(
             operation,
-            reason,
-        }
+            Resource::StateTable(&self.table),
+            &e,
+        ))
     }
 
     /// The job, or `None` when it does not exist.

@@ -410,3 +410,105 @@ async fn missing_tables_and_missing_privileges_on_both_sides() {
         .await
         .unwrap();
 }
+
+/// What no line a user sees may hold: the SDK's debug structure.
+fn assert_no_sdk_debug(out: &str) {
+    for debris in [
+        "Error {",
+        "unhandled error",
+        "service error",
+        "dispatch failure",
+    ] {
+        assert!(!out.contains(debris), "{debris:?} in:\n{out}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_staging_bucket_is_one_line_that_names_the_setting() {
+    let w = World::new().await;
+    with_items(&w).await;
+    w.apply("nobucket", ONE_TABLE).await;
+    let out = w.cli(&["setup", "nobucket"]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let bucket = testkit::moto::unique_name("missing");
+    let out = w.cli_with(
+        &["--json", "run", "nobucket"],
+        &[("LOADER_STAGING_BUCKET", &bucket)],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert_no_sdk_debug(&stdout);
+    assert_no_sdk_debug(&stderr);
+    let error = table_error(&stdout);
+    assert!(
+        error.starts_with(&format!(
+            "table public.items: staging s3://{bucket}/staging/nobucket/public.items/"
+        )),
+        "{error}"
+    );
+    assert!(
+        error.ends_with(&format!(
+            ".csv.gz: S3 bucket {bucket} does not exist — check LOADER_STAGING_BUCKET and AWS_REGION"
+        )),
+        "{error}"
+    );
+    // `status` shows the same line as the table's last error.
+    let out = w.cli(&["--json", "status", "nobucket"]);
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains(&format!("S3 bucket {bucket} does not exist")),
+        "{stdout}"
+    );
+    assert_no_sdk_debug(&stdout);
+}
+
+#[tokio::test]
+async fn a_missing_state_table_is_one_line_that_names_the_setting() {
+    let w = World::new().await;
+    let table = testkit::moto::unique_name("missing");
+    for args in [&["jobs", "list"][..], &["run", "shop"], &["status"]] {
+        let out = w.cli_with(args, &[("LOADER_STATE_TABLE", &table)]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stdout}{stderr}");
+        assert_eq!(
+            error_line(&stderr),
+            format!("error: DynamoDB table {table} does not exist — check LOADER_STATE_TABLE and AWS_REGION"),
+            "{args:?}"
+        );
+        assert_no_sdk_debug(&stderr);
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_and_missing_credentials_say_what_to_check() {
+    let w = World::new().await;
+    let table = &w.names.state_table;
+    let endpoint = format!("http://127.0.0.1:{}", closed_port());
+    let out = w.cli_with(&["jobs", "list"], &[("AWS_ENDPOINT_URL", &endpoint)]);
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        error_line(&stderr),
+        format!("error: DynamoDB could not be reached for Scan on DynamoDB table {table} — check the network (inside a VPC: a VPC endpoint or NAT), AWS_REGION and AWS_ENDPOINT_URL*")
+    );
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
+        .args(["jobs", "list"])
+        .env_clear()
+        .envs(
+            w.env
+                .iter()
+                .filter(|(k, _)| {
+                    !matches!(k.as_str(), "AWS_ACCESS_KEY_ID" | "AWS_SECRET_ACCESS_KEY")
+                })
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .env("HOME", "/nonexistent")
+        .output()
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(
+        error_line(&stderr),
+        format!("error: DynamoDB refused the AWS credentials for Scan on DynamoDB table {table} (none were found) — check AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_SESSION_TOKEN, and renew an expired session")
+    );
+    assert_no_sdk_debug(&stderr);
+}

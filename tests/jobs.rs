@@ -186,10 +186,38 @@ async fn cli_reports_a_bad_job_file_by_field_and_stores_nothing() {
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(
-        stderr.contains("tables[2].copy_mode: expected one of INSERT_ONLY, INSERT_AND_UPDATE, FULL_DATA_SYNC, got \"UPSERT\""),
+        stderr.contains("tables[2].copy_mode: unknown value \"UPSERT\", expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC"),
         "{stderr}"
     );
     assert_eq!(w.app.store.get_job("bad").await.unwrap(), None);
+}
+
+/// A value of the wrong type no longer hides the file's other mistakes.
+#[tokio::test]
+async fn cli_reports_type_errors_and_validation_errors_together() {
+    let w = World::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("both.yaml");
+    let yaml = w
+        .job_yaml(
+            "both",
+            "  - source: public.a\n    copy_mode: UPSERT\n  - source: public.b\n    import_chunk_size: 0\n",
+        )
+        .replace("frequency: 300", "frequency: 300\nat: '25:00'");
+    std::fs::write(&file, yaml).unwrap();
+    let out = w.cli(&["jobs", "apply", "-f", file.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let path = file.display();
+    assert_eq!(
+        stderr,
+        format!(
+            "error: {path}: tables[0].copy_mode: unknown value \"UPSERT\", expected INSERT_ONLY, INSERT_AND_UPDATE or FULL_DATA_SYNC\n\
+             {path}: at[0]: \"25:00\" is not a Clockwork time: the hour is over 23 (write 'HH:MM', '**:MM', 'HH:**', optionally after a weekday: 'Monday 12:00')\n\
+             {path}: tables[1].import_chunk_size: must be at least 1\n"
+        )
+    );
+    assert_eq!(w.app.store.get_job("both").await.unwrap(), None);
 }
 
 #[tokio::test]

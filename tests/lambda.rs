@@ -198,6 +198,18 @@ async fn a_bad_event_names_the_problem() {
         .unwrap_err()
         .to_string();
     assert_eq!(err, "invalid event: missing field `job`");
+    let err = handler(&w)
+        .handle(
+            json!({"action": "run", "job": "shop", "tables": "public.orders"}),
+            Duration::from_secs(900),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "invalid event: tables: invalid type: string \"public.orders\", expected a list of \"schema.table\""
+    );
 }
 
 /// The real binary under the Lambda Runtime API: it polls for events as it does in AWS,

@@ -11,6 +11,7 @@ mod progress;
 mod replica;
 mod schedules;
 mod secrets;
+mod settings;
 mod setup;
 mod stack;
 mod stage;

@@ -42,7 +42,7 @@ impl World {
             }
         }
         let lookup: HashMap<String, String> = env.iter().cloned().collect();
-        let settings = Settings::from_lookup(|k| lookup.get(k).cloned());
+        let settings = Settings::from_lookup(|k| lookup.get(k).cloned()).unwrap();
         let sdk = stack.moto.sdk_config().await;
         let mut clients = Clients::new(&sdk, &settings);
         // Invoke goes to the recorder, as AWS_ENDPOINT_URL_LAMBDA sends the CLI's.
@@ -177,11 +177,17 @@ impl World {
 
     /// Runs the CLI binary with this world's environment.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.cli_with(args, &[])
+    }
+
+    /// Runs the CLI binary with this world's environment, `extra` set over it.
+    pub fn cli_with(&self, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
         std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
             .args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(extra.iter().copied())
             .output()
             .expect("the redshift-loader binary runs")
     }

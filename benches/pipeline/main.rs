@@ -526,7 +526,7 @@ impl Bench {
             env.push(("IMPORT_CHUNK_SIZE".into(), n.to_string()));
         }
         let lookup: HashMap<String, String> = env.iter().cloned().collect();
-        let settings = Settings::from_lookup(|k| lookup.get(k).cloned());
+        let settings = Settings::from_lookup(|k| lookup.get(k).cloned()).unwrap();
         let sdk = stack.moto.sdk_config().await;
         let clients = Clients::new(&sdk, &settings);
         let app = App::new(settings, clients)?;

@@ -17,9 +17,11 @@ pub async fn apply(out: &Output, file: &Path, dry_run: bool) -> Result<ExitCode>
         path: file.display().to_string(),
         reason: e.to_string(),
     })?;
+    let path = file.display().to_string();
+    // One mistake a line, each after the file's name (as compilers print them).
     let job = Job::parse(&text, Format::from_path(file)).map_err(|e| Error::File {
-        path: file.display().to_string(),
-        reason: e.to_string(),
+        reason: e.to_string().replace('\n', &format!("\n{path}: ")),
+        path,
     })?;
     let app = App::from_env().await?;
     let current = app.store.get_job(&job.name).await?;

@@ -6,6 +6,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::sync::mpsc;
 
 use super::upload::UploadError;
+use crate::aws_error::{AwsError, Resource, SdkError};
+use aws_sdk_s3::error::ProvideErrorMetadata;
 
 /// Where compressed parts go. Parts are numbered from 1; every part but the last is at
 /// least [`MIN_PART_BYTES`]. An object small enough for one part arrives whole instead.
@@ -47,12 +49,16 @@ impl S3Sink {
         }
     }
 
-    fn error(&self, operation: &'static str, reason: impl std::fmt::Display) -> UploadError {
+    fn error<E>(&self, operation: &'static str, e: &SdkError<E>) -> UploadError
+    where
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+    {
         UploadError {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             operation,
-            reason: reason.to_string(),
+            // The bucket is what a user can get wrong; the key is in the message.
+            reason: AwsError::of(operation, Resource::Bucket(&self.bucket), e).line,
         }
     }
 }
@@ -68,9 +74,7 @@ impl PartSink for S3Sink {
                 .content_type("application/gzip")
                 .send()
                 .await
-                .map_err(|e| {
-                    self.error("CreateMultipartUpload", crate::connect::error_chain(&e))
-                })?;
+                .map_err(|e| self.error("CreateMultipartUpload", &e))?;
             self.upload_id = out.upload_id().map(str::to_string);
         }
         let out = self
@@ -83,7 +87,7 @@ impl PartSink for S3Sink {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| self.error("UploadPart", crate::connect::error_chain(&e)))?;
+            .map_err(|e| self.error("UploadPart", &e))?;
         self.parts.push(
             CompletedPart::builder()
                 .part_number(number)
@@ -102,7 +106,7 @@ impl PartSink for S3Sink {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(|e| self.error("PutObject", crate::connect::error_chain(&e)))?;
+            .map_err(|e| self.error("PutObject", &e))?;
         Ok(())
     }
 
@@ -119,7 +123,7 @@ impl PartSink for S3Sink {
             )
             .send()
             .await
-            .map_err(|e| self.error("CompleteMultipartUpload", crate::connect::error_chain(&e)))?;
+            .map_err(|e| self.error("CompleteMultipartUpload", &e))?;
         Ok(())
     }
 
@@ -134,7 +138,7 @@ impl PartSink for S3Sink {
                 .send()
                 .await
             {
-                tracing::warn!(bucket = %self.bucket, key = %self.key, error = %crate::connect::error_chain(&e), "aborting a multipart upload failed; the bucket's lifecycle rule removes it");
+                tracing::warn!(bucket = %self.bucket, key = %self.key, error = %AwsError::of("AbortMultipartUpload", Resource::Bucket(&self.bucket), &e), "aborting a multipart upload failed; the bucket's lifecycle rule removes it");
             }
         }
     }

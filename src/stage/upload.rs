@@ -23,7 +23,7 @@ use super::sink::{store_pieces, Finished, PartSink, Piece, S3Sink};
 pub const MIN_PART_BYTES: usize = 5 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
-#[error("staging s3://{bucket}/{key}: {operation} failed: {reason}")]
+#[error("staging s3://{bucket}/{key}: {reason}")]
 pub struct UploadError {
     pub bucket: String,
     pub key: String,
@@ -127,7 +127,7 @@ impl GzipUpload {
             bucket: self.bucket.clone(),
             key: self.key.clone(),
             operation,
-            reason: reason.to_string(),
+            reason: format!("{operation} failed: {reason}"),
         }
     }
 
