@@ -135,9 +135,13 @@ async fn main() -> Result<()> {
     if opts.parallel_tables > 0 && !opts.churn_only {
         parallel::create(&bench, opts.parallel_tables, opts.parallel_rows).await?;
         for concurrency in [1, 4] {
-            let (measure, checks) =
-                parallel::measure(&bench, opts.parallel_tables, opts.parallel_rows, concurrency)
-                    .await?;
+            let (measure, checks) = parallel::measure(
+                &bench,
+                opts.parallel_tables,
+                opts.parallel_rows,
+                concurrency,
+            )
+            .await?;
             measures.push(measure);
             verified.push(format!(
                 "{} tables of parallel_c{concurrency} (first: {})",

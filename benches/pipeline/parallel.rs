@@ -17,7 +17,8 @@ pub async fn create(bench: &Bench, tables: u32, rows: u64) -> Result<()> {
     for t in 0..tables {
         src.batch_execute(&data::create_table(&format!("par_{t}"), rows))
             .await?;
-        src.batch_execute(&format!("VACUUM ANALYZE par_{t}")).await?;
+        src.batch_execute(&format!("VACUUM ANALYZE par_{t}"))
+            .await?;
     }
     Ok(())
 }
