@@ -130,7 +130,14 @@ impl Ctx<'_> {
                 table: table.clone(),
                 message: format!(
                     "staging the manifest failed: {}",
-                    crate::connect::error_chain(&e)
+                    crate::aws_error::AwsError::of(
+                        "PutObject",
+                        crate::aws_error::Resource::Object {
+                            bucket: &self.bucket,
+                            key: &manifest_key,
+                        },
+                        &e
+                    )
                 ),
             })?;
         self.observe(table, Step::Staged, chunk_no, rows)?;

@@ -7,6 +7,7 @@
 
 use super::{Ctx, SyncError};
 use crate::config::Table;
+use crate::secrets::Role;
 use crate::setup::plan::{self, Decisions, Existing};
 use crate::source::schema::SourceTable;
 
@@ -23,13 +24,26 @@ impl Ctx<'_> {
             table: table.source.clone(),
             message,
         };
+        let redshift = |reason: String| SyncError::Query {
+            table: table.source.clone(),
+            side: Role::Destination,
+            reason,
+        };
         let present = crate::warehouse::table_columns(&self.redshift, &stored.destination)
             .await
-            .map_err(|e| other(format!("reading the Redshift table's columns failed: {e}")))?
+            .map_err(|e| redshift(format!("reading the table's columns failed: {}", e.reason)))?
             .ok_or_else(|| {
-                other(format!(
-                    "the Redshift table {} does not exist; run `redshift-loader setup {}`",
-                    stored.destination, self.job.name
+                // Told as the same failure of a query would be (dropped behind our back).
+                redshift(crate::diagnose::explain(
+                    Role::Destination,
+                    &crate::diagnose::Facts {
+                        code: Some("42P01".into()),
+                        message: format!(
+                            "relation \"{}.{}\" does not exist",
+                            stored.destination.schema, stored.destination.name
+                        ),
+                        ..Default::default()
+                    },
                 ))
             })?;
         let planned = plan::plan_table(

@@ -151,7 +151,7 @@ impl Ctx<'_> {
             .await
         {
             // The next run drops it.
-            tracing::warn!(copy = %copy, error = %crate::connect::error_chain(&e), "dropping the full copy failed");
+            tracing::warn!(copy = %copy, error = %crate::diagnose::explain_error(crate::secrets::Role::Destination, &e), "dropping the full copy failed");
         }
         self.app
             .store

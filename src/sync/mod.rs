@@ -795,7 +795,15 @@ impl Shared<'_> {
                 .send()
                 .await
             {
-                tracing::warn!(key = %k, error = %crate::connect::error_chain(&e), "deleting a staged object failed");
+                let e = crate::aws_error::AwsError::of(
+                    "DeleteObject",
+                    crate::aws_error::Resource::Object {
+                        bucket: &self.bucket,
+                        key: k,
+                    },
+                    &e,
+                );
+                tracing::warn!(key = %k, error = %e, "deleting a staged object failed");
             }
         }
     }
@@ -831,7 +839,12 @@ impl Shared<'_> {
             {
                 Ok(page) => page,
                 Err(e) => {
-                    tracing::warn!(prefix, error = %crate::connect::error_chain(&e), "listing staged leftovers failed");
+                    let e = crate::aws_error::AwsError::of(
+                        "ListObjectsV2",
+                        crate::aws_error::Resource::Bucket(&self.bucket),
+                        &e,
+                    );
+                    tracing::warn!(prefix, error = %e, "listing staged leftovers failed");
                     return removed;
                 }
             };
@@ -863,7 +876,12 @@ impl Shared<'_> {
                     {
                         Ok(_) => removed += n,
                         Err(e) => {
-                            tracing::warn!(prefix, error = %crate::connect::error_chain(&e), "deleting staged leftovers failed");
+                            let e = crate::aws_error::AwsError::of(
+                                "DeleteObjects",
+                                crate::aws_error::Resource::Bucket(&self.bucket),
+                                &e,
+                            );
+                            tracing::warn!(prefix, error = %e, "deleting staged leftovers failed");
                             return removed;
                         }
                     },
