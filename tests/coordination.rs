@@ -76,7 +76,7 @@ async fn insert_event(w: &World) {
 
 #[tokio::test]
 async fn frequency_equal_to_the_schedule_period_runs_on_every_fire() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     events_job(&w, "every", "").await;
     let h = handler(&w);
     let t0 = at("2026-11-25T07:00:00Z");
@@ -124,7 +124,7 @@ async fn frequency_equal_to_the_schedule_period_runs_on_every_fire() {
 
 #[tokio::test]
 async fn a_scheduled_time_inside_at_delivered_three_minutes_late_still_runs() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     events_job(&w, "late", "at: '12:59'\n").await;
     let h = handler(&w);
     // Scheduled for 12:59, delivered whenever this test runs (minutes or hours later).
@@ -149,7 +149,7 @@ async fn a_scheduled_time_inside_at_delivered_three_minutes_late_still_runs() {
 
 #[tokio::test]
 async fn the_same_scheduled_time_delivered_twice_runs_once() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     events_job(&w, "twice", "").await;
     let event = scheduled("twice", at("2026-11-25T07:00:00Z"));
     // Two deliveries at the same moment, by two containers.
@@ -225,7 +225,7 @@ impl sync::Observer for TakeLeaseAt {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_whose_lease_is_taken_over_mid_chunk_cannot_commit_it() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     let job = events_job(&w, "taken", "").await;
     let events = TableRef::new("public", "events");
     for step in [Step::Extracted, Step::Staged] {
@@ -308,7 +308,7 @@ async fn drain(w: &World, h: &Handler) -> usize {
 
 #[tokio::test]
 async fn two_copies_of_one_continuation_at_once_leave_the_data_equal_and_write_no_key_twice() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.app
         .clients
         .s3
@@ -381,7 +381,7 @@ async fn two_copies_of_one_continuation_at_once_leave_the_data_equal_and_write_n
 
 #[tokio::test]
 async fn a_job_of_12_tables_past_its_deadline_finishes_in_continuations_and_none_starves() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     let tables = 12;
     let job = orders_job(&w, "wide", 3, tables).await;
     let h = hurried(&w);
@@ -431,7 +431,7 @@ async fn a_job_of_12_tables_past_its_deadline_finishes_in_continuations_and_none
 
 #[tokio::test]
 async fn a_schedule_overlapping_a_chain_records_skips_not_failures() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     orders_job(&w, "overlap", 30, 1).await;
     let h = hurried(&w);
     h.handle(json!({"action": "run", "job": "overlap"}), FIFTEEN)
@@ -523,7 +523,7 @@ async fn overlaps(w: &World, job: &Job, concurrency: usize) -> usize {
 
 #[tokio::test]
 async fn tables_load_at_once_up_to_the_concurrency_each_on_its_own_connections() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     let job = orders_job(&w, "parallel", 40, 4).await;
     assert_eq!(overlaps(&w, &job, 1).await, 0, "one at a time");
     assert!(overlaps(&w, &job, 4).await > 0, "four at once overlap");
@@ -540,7 +540,7 @@ async fn tables_load_at_once_up_to_the_concurrency_each_on_its_own_connections()
 
 #[tokio::test]
 async fn a_job_with_many_tables_fans_out_and_each_part_runs_once() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     orders_job(&w, "many", 5, 7).await;
     let mut h = handler(&w);
     h.fan_out = redshift_loader::lambda::FanOut {

@@ -22,7 +22,7 @@ async fn run(w: &World, job: &Job) -> Report {
 
 #[tokio::test]
 async fn a_column_added_and_one_widened_at_the_source_arrive_whole_without_setup() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -75,7 +75,7 @@ async fn a_column_added_and_one_widened_at_the_source_arrive_whole_without_setup
 
 #[tokio::test]
 async fn a_type_change_the_run_cannot_apply_stops_the_table_with_the_remedy() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -108,7 +108,7 @@ async fn a_type_change_the_run_cannot_apply_stops_the_table_with_the_remedy() {
 
 #[tokio::test]
 async fn a_value_still_cut_makes_the_table_a_warning_in_status() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -166,7 +166,7 @@ async fn staged_keys(w: &World) -> Vec<String> {
 
 #[tokio::test]
 async fn a_killed_runs_staged_objects_are_gone_after_the_next_run() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(

@@ -50,7 +50,7 @@ async fn warehouse_count(w: &World) -> i64 {
 
 #[tokio::test]
 async fn every_sample_event_goes_through_the_handler() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     shop(&w, "  - source: public.orders\n").await;
     let h = handler(&w);
     let minutes = Duration::from_secs(900);
@@ -80,7 +80,7 @@ async fn every_sample_event_goes_through_the_handler() {
 
 #[tokio::test]
 async fn scheduled_runs_obey_the_frequency_and_at_and_manual_ones_can_force() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     shop(&w, "  - source: public.orders\n").await;
     let h = handler(&w);
     let minutes = Duration::from_secs(900);
@@ -128,7 +128,7 @@ async fn scheduled_runs_obey_the_frequency_and_at_and_manual_ones_can_force() {
 
 #[tokio::test]
 async fn a_run_out_of_time_continues_itself_until_caught_up() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     shop(&w, "  - source: public.orders\n    import_chunk_size: 8\n").await;
     let h = hurried(&w);
     let first = h
@@ -172,7 +172,7 @@ async fn a_run_out_of_time_continues_itself_until_caught_up() {
 
 #[tokio::test]
 async fn a_chain_past_the_hop_cap_is_refused_and_reported() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     shop(&w, "  - source: public.orders\n").await;
     let err = handler(&w)
         .handle(
@@ -191,7 +191,7 @@ async fn a_chain_past_the_hop_cap_is_refused_and_reported() {
 
 #[tokio::test]
 async fn a_bad_event_names_the_problem() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     let err = handler(&w)
         .handle(json!({"action": "run"}), Duration::from_secs(900))
         .await
@@ -216,7 +216,7 @@ async fn a_bad_event_names_the_problem() {
 /// loads the table, and reports errors through the runtime's error route.
 #[tokio::test]
 async fn the_binary_serves_events_from_the_lambda_runtime_api() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     shop(&w, "  - source: public.orders\n").await;
     let arn = format!(
         "arn:aws:lambda:us-east-1:123456789012:function:{}",

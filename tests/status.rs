@@ -29,7 +29,7 @@ fn setup_ok(w: &World, job: &str) {
 /// (visits) and one with rows past its integer key (events); `broken` has a table whose
 /// source was dropped after setup.
 async fn stack() -> World {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -174,7 +174,7 @@ async fn status_shows_healthy_lagging_and_failing_tables() {
     let error = gone["error"].as_str().unwrap();
     let at = format!(
         "source database 127.0.0.1:{}/{}",
-        w.stack.source.port(),
+        w.source_port(),
         w.names.source_db
     );
     assert_eq!(
@@ -248,7 +248,7 @@ async fn status_shows_the_lease_and_what_dynamodb_knows_when_the_source_is_down(
     let yaml = w
         .job_yaml("shop", "  - { source: public.orders }\n")
         .replace(
-            &format!("127.0.0.1:{}/", w.stack.source.port()),
+            &format!("127.0.0.1:{}/", w.source_port()),
             &format!("127.0.0.1:{closed}/"),
         );
     job.source = redshift_loader::config::Job::parse(&yaml, redshift_loader::config::Format::Yaml)
@@ -298,13 +298,14 @@ async fn runs_lists_history_newest_first() {
     assert_eq!(list[0]["rows"], 10);
     assert_eq!(list[0]["outcome"], "ok");
     assert_ne!(list[0]["run_id"], list[1]["run_id"]);
-    let started: Vec<&str> = list
+    // Newest first by when each table's run ended (tables of one run load at once).
+    let finished: Vec<&str> = list
         .iter()
-        .map(|r| r["started_at"].as_str().unwrap())
+        .map(|r| r["finished_at"].as_str().unwrap())
         .collect();
-    let mut sorted = started.clone();
+    let mut sorted = finished.clone();
     sorted.sort_by(|a, b| b.cmp(a));
-    assert_eq!(started, sorted, "newest first");
+    assert_eq!(finished, sorted, "newest first");
     for r in list {
         assert!(r["seconds"].as_f64().unwrap() >= 0.0, "{r}");
         assert!(r["bytes"].as_u64().unwrap() > 0, "{r}");

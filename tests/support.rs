@@ -132,6 +132,15 @@ impl World {
             .unwrap()
     }
 
+    /// The port of the source cluster the loader reads.
+    pub fn source_port(&self) -> u16 {
+        self.replica
+            .as_ref()
+            .or(self.own_source.as_ref())
+            .unwrap_or(&self.stack.source)
+            .port()
+    }
+
     /// The source the loader reads: the replica, in a world with one.
     pub fn source_url(&self) -> String {
         self.replica

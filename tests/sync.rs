@@ -70,7 +70,7 @@ pub async fn assert_same(w: &World, source_sql: &str, warehouse_sql: &str) {
 
 #[tokio::test]
 async fn insert_and_update_in_chunks_of_7_with_500_equal_updated_at() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -133,7 +133,7 @@ async fn insert_and_update_in_chunks_of_7_with_500_equal_updated_at() {
 
 #[tokio::test]
 async fn insert_only_loads_new_rows_after_its_mark() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -168,7 +168,7 @@ async fn insert_only_loads_new_rows_after_its_mark() {
 
 #[tokio::test]
 async fn full_data_sync_swaps_in_a_complete_copy_including_deletes() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -208,7 +208,7 @@ async fn full_data_sync_swaps_in_a_complete_copy_including_deletes() {
 
 #[tokio::test]
 async fn a_value_redshift_rejects_names_the_column_keeps_the_mark_and_spares_other_tables() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -277,7 +277,7 @@ async fn a_value_redshift_rejects_names_the_column_keeps_the_mark_and_spares_oth
 
 #[tokio::test]
 async fn every_supported_type_round_trips_exactly() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -335,7 +335,7 @@ async fn every_supported_type_round_trips_exactly() {
 
 #[tokio::test]
 async fn a_table_another_run_is_loading_is_skipped_not_failed_with_the_holder_named() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -390,7 +390,7 @@ async fn a_table_another_run_is_loading_is_skipped_not_failed_with_the_holder_na
 
 #[tokio::test]
 async fn a_row_committed_late_is_loaded_by_the_next_run() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -444,7 +444,7 @@ impl sync::Observer for CrashAt {
 async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
     use sync::Step::*;
     for step in [Extracted, Staged, Copied, Committed, MarkMoved] {
-        let w = World::new().await;
+        let w = World::with_own_source().await;
         w.source()
             .await
             .batch_execute(
@@ -489,7 +489,7 @@ async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
 
 #[tokio::test]
 async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -539,7 +539,7 @@ async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
 #[tokio::test]
 async fn a_million_rows_load_with_flat_memory() {
     const ROWS: i64 = 1_000_000;
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(&format!(
@@ -591,7 +591,7 @@ async fn a_million_rows_load_with_flat_memory() {
 
 #[tokio::test]
 async fn duplicate_keys_at_the_source_become_one_row_the_newest() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     // A key set in the job that no unique index backs: the source has duplicates.
     w.source()
         .await
@@ -629,7 +629,7 @@ async fn duplicate_keys_at_the_source_become_one_row_the_newest() {
 
 #[tokio::test]
 async fn cli_run_goes_on_past_the_row_limit_until_caught_up() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
@@ -667,7 +667,7 @@ async fn cli_run_goes_on_past_the_row_limit_until_caught_up() {
 
 #[tokio::test]
 async fn a_table_is_not_run_again_before_its_frequency_unless_forced() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute("CREATE TABLE t (id serial PRIMARY KEY); INSERT INTO t DEFAULT VALUES;")
@@ -710,7 +710,7 @@ async fn a_table_is_not_run_again_before_its_frequency_unless_forced() {
 
 #[tokio::test]
 async fn a_table_stopped_by_its_row_limit_reports_its_lag() {
-    let w = World::new().await;
+    let w = World::with_own_source().await;
     w.source()
         .await
         .batch_execute(
