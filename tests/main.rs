@@ -7,6 +7,7 @@ mod evolve;
 mod full;
 mod jobs;
 mod lambda;
+mod load_errors;
 mod progress;
 mod replica;
 mod schedules;

@@ -172,6 +172,7 @@ impl Ctx<'_> {
             &from,
             &staged,
             rows,
+            self.app.settings.show_rejected_values,
             before_commit,
         )
         .await;
