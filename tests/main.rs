@@ -9,6 +9,7 @@ mod jobs;
 mod lambda;
 mod load_errors;
 mod progress;
+mod refused;
 mod replica;
 mod schedules;
 mod secrets;
