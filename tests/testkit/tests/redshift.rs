@@ -1048,3 +1048,52 @@ async fn copy_one_million_rows_gzip() {
         ROWS as f64 / seconds
     );
 }
+
+#[tokio::test]
+async fn infinite_dates_and_nan_numbers_are_refused() {
+    for (column, value, reason) in [
+        (
+            "d date",
+            "infinity",
+            "Invalid timestamp format or value [YYYY-MM-DD]",
+        ),
+        (
+            "t timestamptz",
+            "-infinity",
+            "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]",
+        ),
+        (
+            "n decimal(12,2)",
+            "NaN",
+            "Invalid digit, Value 'NaN', Pos 0, Type: Decimal",
+        ),
+        (
+            "r real",
+            "NaN",
+            "Invalid digit, Value 'NaN', Pos 0, Type: Real",
+        ),
+        (
+            "f double precision",
+            "-Infinity",
+            "Invalid digit, Value '-Infinity', Pos 0, Type: Double",
+        ),
+    ] {
+        let d = db().await;
+        d.exec(&format!("CREATE TABLE t ({column})")).await.unwrap();
+        d.put("v/part-1.csv", format!("{value}\n").into_bytes())
+            .await;
+        let (code, _) = refused(
+            &d,
+            &format!(
+                "COPY t FROM '{}' {ROLE} CSV TIMEFORMAT 'auto' DATEFORMAT 'auto'",
+                d.url("v/")
+            ),
+        )
+        .await;
+        assert_eq!(code, "XX000", "{column}");
+        let rows = d
+            .texts("SELECT trim(err_reason) FROM stl_load_errors")
+            .await;
+        assert_eq!(rows, vec![vec![Some(reason.to_string())]], "{column}");
+    }
+}
