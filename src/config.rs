@@ -1712,4 +1712,32 @@ tables:
             "IMPORT_CHUNK_SIZE: expected a whole number of rows of at least 1, got \"lots\""
         );
     }
+
+    #[test]
+    fn refused_values_are_null_or_extreme_by_column() {
+        let job = |values: &str| {
+            Job::parse(
+                &format!(
+                    "name: j\nsource: {{ url: \"postgres://h/d\" }}\ndestination: {{ url: \"postgres://h/w\", schema: s }}\nfrequency: 60\n\
+                     tables:\n  - {{ source: public.t, refused_values: {values} }}\n"
+                ),
+                Format::Yaml,
+            )
+        };
+        let t = &job("{ a: null, b: extreme, c: \"null\" }").unwrap().tables[0];
+        assert_eq!(
+            t.refused_values,
+            BTreeMap::from([
+                ("a".to_string(), Replace::Null),
+                ("b".to_string(), Replace::Extreme),
+                ("c".to_string(), Replace::Null),
+            ])
+        );
+        let e = job("{ a: biggest }").unwrap_err().to_string();
+        assert!(e.starts_with("tables[0].refused_values"), "{e}");
+        assert!(
+            e.contains("expected null or extreme, got \"biggest\""),
+            "{e}"
+        );
+    }
 }
