@@ -7,7 +7,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 MOTO_VERSION := 5.2.5
 
-.PHONY: all deps test lint unit check-leftovers up demo lambda bench
+.PHONY: all deps test lint unit check-leftovers up demo lambda bench coldstart
 
 all: test
 
@@ -48,3 +48,8 @@ lambda:
 BENCH_ARGS ?=
 bench: deps
 	$(CARGO) bench --bench pipeline -- $(BENCH_ARGS)
+
+## The function's cold start (init, first response) on the local stack, release build.
+## COLDSTART_REPEAT=N starts (default 20); BENCHMARKS.md, "Cold start".
+coldstart: deps
+	@scripts/coldstart.sh

@@ -535,8 +535,51 @@ fn first_errors(summary: &Value) -> String {
         .join("; ")
 }
 
+/// How long each step of the function's init took, logged once before the first poll
+/// so a slow cold start says what dominated it (BENCHMARKS.md, "Cold start").
+struct InitTimes {
+    started: Instant,
+    last: Instant,
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl InitTimes {
+    /// `started` is when `main` began; the runtime and the log set-up before it count
+    /// as the first step.
+    fn new(started: Instant) -> InitTimes {
+        let mut times = InitTimes {
+            started,
+            last: started,
+            steps: Vec::new(),
+        };
+        times.lap("runtime");
+        times
+    }
+
+    fn lap(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.steps.push((step, now - self.last));
+        self.last = now;
+    }
+
+    /// `init finished total_ms=.. runtime_ms=.. settings_ms=..`: one line, milliseconds.
+    fn log(&self) {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .map(|(name, d)| format!("{name}={:.1}", d.as_secs_f64() * 1000.0))
+            .collect();
+        tracing::info!(
+            total_ms = ((self.last - self.started).as_secs_f64() * 10_000.0).round() / 10.0,
+            steps_ms = steps.join(" "),
+            "init finished"
+        );
+    }
+}
+
 /// Runs the Lambda runtime loop until the container is shut down.
 pub fn main() -> ExitCode {
+    let started = Instant::now();
     crate::logging::init(true);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
@@ -545,10 +588,16 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let handler = match runtime.block_on(init(started)) {
+        Ok(handler) => handler,
+        Err(e) => {
+            tracing::error!(error = %e, "init failed");
+            runtime.block_on(report_init_error(&e.to_string()));
+            return ExitCode::FAILURE;
+        }
+    };
+    let handler = &handler;
     let result = runtime.block_on(async {
-        let app = App::from_env().await?;
-        let handler = Handler::from_lookup(app, |k| std::env::var(k).ok())?;
-        let handler = &handler;
         lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| async move {
             let deadline_ms = event.context.deadline as i64;
             let remaining =
@@ -566,6 +615,48 @@ pub fn main() -> ExitCode {
             tracing::error!(error = %e, "lambda runtime stopped");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Settings, AWS clients and the handler, each step timed.
+async fn init(started: Instant) -> Result<Handler> {
+    let mut init = InitTimes::new(started);
+    let settings = crate::aws::Settings::from_env()?;
+    init.lap("settings");
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    init.lap("aws_config");
+    let clients = crate::aws::Clients::new(&sdk, &settings);
+    init.lap("clients");
+    let app = App::new(settings, clients)?;
+    let handler = Handler::from_lookup(app, |k| std::env::var(k).ok())?;
+    init.lap("handler");
+    init.log();
+    Ok(handler)
+}
+
+/// Tells Lambda why the init failed (`/runtime/init/error`), so the invocation fails
+/// with the reason (`LOADER_LEASE_SECONDS: ...`) rather than a bare `Runtime.ExitError`.
+/// `lambda_runtime` reports only its own init errors; this uses its API client.
+async fn report_init_error(message: &str) {
+    let body = serde_json::json!({"errorType": "Runtime.InitError", "errorMessage": message});
+    let request = lambda_runtime_api_client::build_request()
+        .method("POST")
+        .uri("/2018-06-01/runtime/init/error")
+        .header("lambda-runtime-function-error-type", "Runtime.InitError")
+        .header("content-type", "application/json")
+        .body(lambda_runtime_api_client::body::Body::from(
+            body.to_string(),
+        ));
+    let sent = match request {
+        Ok(request) => lambda_runtime_api_client::PooledClient::builder()
+            .build()
+            .call(request)
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not report the init error to the Lambda runtime API");
     }
 }
 

@@ -264,6 +264,7 @@ async fn the_binary_serves_events_from_the_lambda_runtime_api() {
         "{doc}"
     );
     assert!(api.init_error().is_none());
+    assert!(api.first_poll().is_some(), "the runtime API saw no poll");
     child.kill().await.unwrap();
 
     // Logs are JSON lines with job, table and run id; each table run also printed its
@@ -301,4 +302,21 @@ async fn the_binary_serves_events_from_the_lambda_runtime_api() {
     assert_eq!(summary["table"], "public.orders");
     assert!(summary["run_id"].as_str().unwrap().starts_with("lambda-"));
     assert!(summary["rows_per_second"].as_f64().is_some(), "{summary}");
+    // The init is logged once, step by step, before the first poll (make coldstart).
+    let init: Vec<_> = lines
+        .iter()
+        .filter(|l| l["message"] == "init finished")
+        .collect();
+    assert_eq!(init.len(), 1, "{lines:?}");
+    assert!(init[0]["total_ms"].as_f64().is_some(), "{}", init[0]);
+    let steps: Vec<&str> = init[0]["steps_ms"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(|s| s.split('=').next().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["runtime", "settings", "aws_config", "clients", "handler"]
+    );
 }

@@ -88,4 +88,14 @@ async fn the_function_refuses_a_bad_variable_at_start_up() {
         !logs.contains("LOADER_LEASE_SECONDS"),
         "20m is a duration: {logs}"
     );
+    // Lambda is told why, so the invocation's error is the reason, not an exit code.
+    let reported = api.init_error().expect("an init error was reported");
+    assert_eq!(reported["errorType"], "Runtime.InitError", "{reported}");
+    assert!(
+        reported["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("IMPORT_ROW_LIMIT: expected a whole number of rows"),
+        "{reported}"
+    );
 }

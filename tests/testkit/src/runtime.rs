@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
@@ -38,6 +38,8 @@ struct State {
     queue: VecDeque<Pending>,
     waiting: HashMap<String, oneshot::Sender<Outcome>>,
     init_error: Option<serde_json::Value>,
+    /// When the function first asked for an event: the end of its init phase.
+    first_poll: Option<Instant>,
 }
 
 pub struct RuntimeApi {
@@ -119,6 +121,12 @@ impl RuntimeApi {
         }
     }
 
+    /// When the function first polled `invocation/next`, i.e. when its init ended (as
+    /// Lambda's `Init Duration` counts it).
+    pub fn first_poll(&self) -> Option<Instant> {
+        self.state.lock().expect("runtime lock").first_poll
+    }
+
     /// What the function reported to `/runtime/init/error`, if it failed to start.
     pub fn init_error(&self) -> Option<serde_json::Value> {
         self.state.lock().expect("runtime lock").init_error.clone()
@@ -142,6 +150,11 @@ async fn answer(
     let rest = path.strip_prefix("/2018-06-01/runtime/");
     match (method, rest) {
         (Method::GET, Some("invocation/next")) => loop {
+            state
+                .lock()
+                .expect("runtime lock")
+                .first_poll
+                .get_or_insert_with(Instant::now);
             // Register interest before looking, so a push between the two is not missed.
             let notified = queued.notified();
             let next = state.lock().expect("runtime lock").queue.pop_front();

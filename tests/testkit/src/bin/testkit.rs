@@ -3,11 +3,15 @@
 //!
 //! Usage:
 //!   testkit up [--env-file PATH]
-//!   testkit invoke EVENT.json [--timeout SECONDS] -- BINARY
+//!   testkit invoke EVENT.json [--timeout SECONDS] [--repeat N] -- BINARY
 //!
 //! `invoke` runs BINARY (the loader's `bootstrap`) as Lambda does: under a Lambda Runtime
 //! API served here, with this shell's environment (the `export` lines of `testkit up`),
-//! hands it the event and prints what it answered.
+//! hands it the event and prints what it answered. It also times the cold start on
+//! standard error: *init* from spawning the process to its first poll for an event (what
+//! Lambda reports as `Init Duration`), and *first response* from spawning to the answer.
+//! `--repeat N` starts a fresh process N times (each a cold start) and prints the
+//! median and maximum of both.
 //!
 //! The `export` lines go to standard output (and to PATH when given, written once every
 //! server answers, so a script can wait for the file); logs go to standard error. Stops
@@ -42,6 +46,9 @@ enum Command {
         /// The invocation's time limit (the function sees its deadline).
         #[arg(long, default_value_t = 900)]
         timeout: u64,
+        /// Cold starts to time: a fresh process, runtime API and invocation each.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        repeat: u32,
         /// The binary to run, e.g. target/debug/redshift-loader.
         #[arg(last = true, required = true)]
         binary: std::path::PathBuf,
@@ -62,8 +69,9 @@ async fn main() {
         Command::Invoke {
             event,
             timeout,
+            repeat,
             binary,
-        } => invoke(&event, timeout, &binary).await,
+        } => invoke(&event, timeout, repeat, &binary).await,
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
@@ -71,17 +79,73 @@ async fn main() {
     }
 }
 
-async fn invoke(event: &std::path::Path, timeout: u64, binary: &std::path::Path) -> Result<()> {
-    use testkit::runtime::{Outcome, RuntimeApi};
+async fn invoke(
+    event: &std::path::Path,
+    timeout: u64,
+    repeat: u32,
+    binary: &std::path::Path,
+) -> Result<()> {
     let payload: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(event).with_context(|| format!("reading {}", event.display()))?,
     )
     .with_context(|| format!("{} is not JSON", event.display()))?;
+    let mut starts = Vec::new();
+    for _ in 0..repeat {
+        let (answer, start) = cold_start(&payload, timeout, binary).await?;
+        if starts.is_empty() {
+            println!("{}", serde_json::to_string_pretty(&answer)?);
+        }
+        eprintln!(
+            "cold start: init {:.1} ms, first response {:.1} ms",
+            ms(start.init),
+            ms(start.first_response)
+        );
+        starts.push(start);
+    }
+    if repeat > 1 {
+        let summary = |f: fn(&ColdStart) -> std::time::Duration| {
+            let mut v: Vec<_> = starts.iter().map(f).collect();
+            v.sort();
+            format!(
+                "median {:.1} ms, max {:.1} ms",
+                ms(v[v.len() / 2]),
+                ms(v[v.len() - 1])
+            )
+        };
+        eprintln!(
+            "over {repeat} cold starts: init {}; first response {}",
+            summary(|s| s.init),
+            summary(|s| s.first_response)
+        );
+    }
+    Ok(())
+}
+
+/// How long one cold start took, from spawning the process.
+struct ColdStart {
+    /// To the first poll for an event: Lambda's `Init Duration`.
+    init: std::time::Duration,
+    /// To the answer of the first event.
+    first_response: std::time::Duration,
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Starts `binary` under a fresh runtime API, hands it `payload` and stops it.
+async fn cold_start(
+    payload: &serde_json::Value,
+    timeout: u64,
+    binary: &std::path::Path,
+) -> Result<(serde_json::Value, ColdStart)> {
+    use testkit::runtime::{Outcome, RuntimeApi};
     let name = std::env::var("LOADER_FUNCTION_NAME").unwrap_or_else(|_| "redshift-loader".into());
     let api = RuntimeApi::start(&format!(
         "arn:aws:lambda:us-east-1:123456789012:function:{name}"
     ))
     .await?;
+    let spawned = std::time::Instant::now();
     let mut child = tokio::process::Command::new(binary)
         .env("AWS_LAMBDA_RUNTIME_API", api.address())
         .env("AWS_LAMBDA_FUNCTION_NAME", &name)
@@ -93,15 +157,20 @@ async fn invoke(event: &std::path::Path, timeout: u64, binary: &std::path::Path)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let outcome = tokio::select! {
-        o = api.invoke(payload, std::time::Duration::from_secs(timeout)) => o?,
+        o = api.invoke(payload.clone(), std::time::Duration::from_secs(timeout)) => o?,
         status = child.wait() => anyhow::bail!("{} exited before answering: {}", binary.display(), status?),
     };
+    let answered = std::time::Instant::now();
     child.kill().await.ok();
+    let polled = api
+        .first_poll()
+        .context("the function answered without polling for an event")?;
+    let start = ColdStart {
+        init: polled.saturating_duration_since(spawned),
+        first_response: answered.saturating_duration_since(spawned),
+    };
     match outcome {
-        Outcome::Response(v) => {
-            println!("{}", serde_json::to_string_pretty(&v)?);
-            Ok(())
-        }
+        Outcome::Response(v) => Ok((v, start)),
         Outcome::Error(v) => anyhow::bail!("the function failed: {v}"),
     }
 }
