@@ -239,7 +239,17 @@ pub fn plan_table(
             .copied()
             .unwrap_or_default();
         // A key's value is the cursor: it is never replaced (a refused one fails the load).
-        let (select, replaced) = match types::replacing_select(column, cast, with) {
+        let replacing = types::replacing_select(column, cast, with);
+        if replacing.is_none() && table.refused_values.contains_key(&column.name) {
+            problems.push(format!(
+                "column {}: refused_values applies to columns of type date, timestamp, timestamptz, numeric, real or double precision without a column_casts entry; this one is {}{}: remove it from refused_values",
+                quote::ident(&column.name),
+                column.pg_type.display,
+                if cast.is_some() { " with a cast" } else { "" }
+            ));
+            continue;
+        }
+        let (select, replaced) = match replacing {
             Some((select, replaced)) if !is_key => (select, Some(replaced)),
             _ => (types::select_expr(column, cast), None),
         };
@@ -1086,6 +1096,34 @@ mod tests {
             e.to_string(),
             "table public.t: INSERT_ONLY follows the primary key, and the table has none; set primary_key, or use FULL_DATA_SYNC"
         );
+    }
+
+    #[test]
+    fn refused_values_is_refused_on_a_type_without_refused_values() {
+        let e = plan_table(
+            "s",
+            &table("    refused_values: { note: extreme }\n"),
+            &orders(),
+            None,
+            &Existing::Absent,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "column \"note\": refused_values applies to columns of type date, timestamp, timestamptz, numeric, real or double precision without a column_casts entry; this one is text: remove it from refused_values"
+            ),
+            "{e}"
+        );
+        let plan = plan_table(
+            "s",
+            &table("    refused_values: { updated_at: extreme }\n"),
+            &orders(),
+            None,
+            &Existing::Absent,
+        )
+        .unwrap();
+        // The updated key is the cursor: never replaced, even when asked.
+        assert!(plan.decisions.columns.iter().all(|c| c.replaced.is_none()));
     }
 
     #[test]

@@ -655,13 +655,14 @@ fn refused_values(type_name: &str) -> Vec<Refused> {
 /// (infinite dates and timestamps, years after 294276, NaN and infinite numbers), with
 /// those values replaced by NULL or, with [`crate::config::Replace::Extreme`], the
 /// type's extreme where it has one; `None` for other types (and arrays, which travel
-/// as JSON text). `cast` is the column's `column_casts` entry.
+/// as JSON text), and for a column with a `column_casts` entry (`cast`): the cast
+/// decides the type the value travels as, so it is the user's to make loadable.
 pub fn replacing_select(
     column: &Column,
     cast: Option<&str>,
     with: crate::config::Replace,
 ) -> Option<(String, Replaced)> {
-    if is_array(&column.pg_type) {
+    if is_array(&column.pg_type) || cast.is_some() {
         return None;
     }
     let refused = refused_values(&column.pg_type.name);
@@ -1354,9 +1355,9 @@ mod tests {
             ),
             (
                 pg("float4", 'N', "real"),
-                Some("real"),
+                None,
                 Replace::Extreme,
-                r#"CASE WHEN ("c")::real = 'Infinity'::real THEN '3.4028235e38'::real WHEN ("c")::real = '-Infinity'::real THEN '-3.4028235e38'::real WHEN ("c")::real = 'NaN'::real THEN NULL ELSE ("c")::real END"#,
+                r#"CASE WHEN "c" = 'Infinity'::real THEN '3.4028235e38'::real WHEN "c" = '-Infinity'::real THEN '-3.4028235e38'::real WHEN "c" = 'NaN'::real THEN NULL ELSE "c" END"#,
             ),
         ];
         for (t, cast, with, expected) in cases {
@@ -1374,5 +1375,11 @@ mod tests {
         ] {
             assert_eq!(replacing_select(&col("c", t), None, Replace::Null), None);
         }
+        // A cast decides the type the value travels as: the user's to make loadable.
+        let ts = pg("timestamp", 'D', "timestamp without time zone");
+        assert_eq!(
+            replacing_select(&col("c", ts), Some("text"), Replace::Null),
+            None
+        );
     }
 }
