@@ -33,6 +33,10 @@ pub struct Settings {
     pub import_chunk_size: Option<String>,
     /// `LOADER_S3_FORCE_PATH_STYLE=true` for S3-compatible endpoints (the local stack).
     pub s3_force_path_style: bool,
+    /// `LOADER_SHOW_REJECTED_VALUES=true`: a value Redshift refused appears in the
+    /// load error (stored in DynamoDB, the run history, logs, the failure queue). Off by
+    /// default: the error then tells column, line, reason and the value's length only.
+    pub show_rejected_values: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +69,7 @@ pub const KNOWN: &[&str] = &[
     "LOADER_FUNCTION_NAME",
     "LOADER_FUNCTION_ARN",
     "LOADER_S3_FORCE_PATH_STYLE",
+    "LOADER_SHOW_REJECTED_VALUES",
     "LOADER_CATCHUP_WINDOW",
     "LOADER_LOOKBACK_SECONDS",
     "LOADER_LEASE_SECONDS",
@@ -115,11 +120,18 @@ impl Settings {
                 crate::config::parse_rows(v).map(drop)
             }),
             s3_force_path_style: false,
+            show_rejected_values: false,
         };
         if let Some(v) = get("LOADER_S3_FORCE_PATH_STYLE") {
             match check::flag(&v) {
                 Ok(on) => settings.s3_force_path_style = on,
                 Err(reason) => bad.push(format!("LOADER_S3_FORCE_PATH_STYLE: {reason}")),
+            }
+        }
+        if let Some(v) = get("LOADER_SHOW_REJECTED_VALUES") {
+            match check::flag(&v) {
+                Ok(on) => settings.show_rejected_values = on,
+                Err(reason) => bad.push(format!("LOADER_SHOW_REJECTED_VALUES: {reason}")),
             }
         }
         // Read where they are used; checked here so that a bad one stops every command.
@@ -333,8 +345,15 @@ mod tests {
         assert_eq!(s.copy_role_arn, None);
         assert_eq!(s.import_row_limit.as_deref(), Some("1_000"));
         assert!(s.s3_force_path_style);
+        assert!(!s.show_rejected_values);
         let empty = settings(&[]).unwrap();
         assert!(!empty.s3_force_path_style);
+        assert!(!empty.show_rejected_values);
+        assert!(
+            settings(&[("LOADER_SHOW_REJECTED_VALUES", "true")])
+                .unwrap()
+                .show_rejected_values
+        );
         assert_eq!(
             empty.state_table().unwrap_err().to_string(),
             "LOADER_STATE_TABLE is not set: name the DynamoDB table that holds jobs and state (the SAM stack's StateTable output)"
@@ -396,6 +415,7 @@ mod tests {
             ("LOADER_TABLES_PER_INVOCATION", "many", "LOADER_TABLES_PER_INVOCATION: \"many\" is not a whole number from 1 to 10000"),
             ("LOADER_FANOUT_LIMIT", "0", "LOADER_FANOUT_LIMIT: \"0\" is not a whole number from 1 to 1000"),
             ("LOADER_S3_FORCE_PATH_STYLE", "on", "LOADER_S3_FORCE_PATH_STYLE: expected true or false, got \"on\""),
+            ("LOADER_SHOW_REJECTED_VALUES", "show", "LOADER_SHOW_REJECTED_VALUES: expected true or false, got \"show\""),
             ("LOADER_STAGING_BUCKET", "s3://my-bucket/staging", "LOADER_STAGING_BUCKET: expected a bucket name such as my-staging-bucket (3 to 63 lowercase letters, digits, '.' or '-'; no s3:// and no path), got \"s3://my-bucket/staging\""),
             ("LOADER_STAGING_BUCKET", "my bucket", "LOADER_STAGING_BUCKET: expected a bucket name such as my-staging-bucket (3 to 63 lowercase letters, digits, '.' or '-'; no s3:// and no path), got \"my bucket\""),
             ("LOADER_STAGING_PREFIX", "s3://b/staging", "LOADER_STAGING_PREFIX: expected a key prefix inside LOADER_STAGING_BUCKET such as staging (no s3://), got \"s3://b/staging\""),

@@ -342,6 +342,10 @@ pub struct Table {
     /// Column → Redshift type to create instead of the mapped one (`amount: DECIMAL(20,4)`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub column_types: BTreeMap<String, String>,
+    /// Column → what its values Redshift cannot hold become (`valid_until: extreme`);
+    /// NULL for every column not named.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refused_values: BTreeMap<String, Replace>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_row_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -350,6 +354,32 @@ pub struct Table {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// What the extract puts in place of a value Redshift cannot hold (`infinity` dates and
+/// timestamps, years after 294276, `NaN` and infinite numbers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Replace {
+    /// NULL (the default).
+    #[default]
+    Null,
+    /// The type's largest or smallest value, where it has one (`infinity` →
+    /// 294276-12-31; `-infinity` → 4713-01-01 BC); NULL where it has none (`NaN`).
+    Extreme,
+}
+
+impl<'de> Deserialize<'de> for Replace {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Replace, D::Error> {
+        // YAML's `null` arrives as a null, not as the word.
+        match Option::<String>::deserialize(d)?.as_deref() {
+            None | Some("null") => Ok(Replace::Null),
+            Some("extreme") => Ok(Replace::Extreme),
+            Some(other) => Err(serde::de::Error::custom(format!(
+                "expected null or extreme, got {other:?}"
+            ))),
+        }
+    }
 }
 
 /// A job: one source, one destination, a schedule, and tables.
@@ -965,6 +995,7 @@ const TABLE_FIELDS: &[&str] = &[
     "exclude_columns",
     "column_casts",
     "column_types",
+    "refused_values",
     "import_row_limit",
     "import_chunk_size",
 ];
@@ -1095,6 +1126,7 @@ fn read_table(path: String, value: serde_json::Value, i: usize, found: &mut Foun
         exclude_columns: Vec::new(),
         column_casts: BTreeMap::new(),
         column_types: BTreeMap::new(),
+        refused_values: BTreeMap::new(),
         import_row_limit: None,
         import_chunk_size: None,
     };
@@ -1116,6 +1148,7 @@ fn read_table(path: String, value: serde_json::Value, i: usize, found: &mut Foun
     table.exclude_columns = f.optional("exclude_columns").unwrap_or_default();
     table.column_casts = f.optional("column_casts").unwrap_or_default();
     table.column_types = f.optional("column_types").unwrap_or_default();
+    table.refused_values = f.optional("refused_values").unwrap_or_default();
     table.import_row_limit = f.optional("import_row_limit");
     table.import_chunk_size = f.optional("import_chunk_size");
     f.finish();
@@ -1677,6 +1710,34 @@ tables:
                 .unwrap_err()
                 .to_string(),
             "IMPORT_CHUNK_SIZE: expected a whole number of rows of at least 1, got \"lots\""
+        );
+    }
+
+    #[test]
+    fn refused_values_are_null_or_extreme_by_column() {
+        let job = |values: &str| {
+            Job::parse(
+                &format!(
+                    "name: j\nsource: {{ url: \"postgres://h/d\" }}\ndestination: {{ url: \"postgres://h/w\", schema: s }}\nfrequency: 60\n\
+                     tables:\n  - {{ source: public.t, refused_values: {values} }}\n"
+                ),
+                Format::Yaml,
+            )
+        };
+        let t = &job("{ a: null, b: extreme, c: \"null\" }").unwrap().tables[0];
+        assert_eq!(
+            t.refused_values,
+            BTreeMap::from([
+                ("a".to_string(), Replace::Null),
+                ("b".to_string(), Replace::Extreme),
+                ("c".to_string(), Replace::Null),
+            ])
+        );
+        let e = job("{ a: biggest }").unwrap_err().to_string();
+        assert!(e.starts_with("tables[0].refused_values"), "{e}");
+        assert!(
+            e.contains("expected null or extreme, got \"biggest\""),
+            "{e}"
         );
     }
 }

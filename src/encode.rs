@@ -27,6 +27,9 @@ pub struct EncodeStats {
     pub truncated: BTreeMap<usize, u64>,
     /// Column index → JSON/binary values over the limit, loaded as NULL.
     pub nulled: BTreeMap<usize, u64>,
+    /// Column index → values Redshift cannot hold that the SELECT replaced (its flag
+    /// columns said so).
+    pub replaced: BTreeMap<usize, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,6 +75,9 @@ pub struct Encoder {
     row_values: Vec<Kept>,
     last_values: Vec<Kept>,
     row_number: bool,
+    /// The input's last fields are flags, not loaded: `t` counts a replaced value of
+    /// the column each names.
+    flags: Vec<usize>,
     stats: EncodeStats,
 }
 
@@ -90,6 +96,7 @@ impl Encoder {
             row_values: vec![Kept::default(); n],
             last_values: vec![Kept::default(); n],
             row_number: false,
+            flags: Vec::new(),
             stats: EncodeStats::default(),
         }
     }
@@ -97,6 +104,13 @@ impl Encoder {
     /// Appends each row's position (1, 2, ...) as a last, unquoted column.
     pub fn with_row_number(mut self) -> Encoder {
         self.row_number = true;
+        self
+    }
+
+    /// The input ends with one flag field per entry of `flags` (after the loaded
+    /// columns): not written out; a `t` counts a replaced value of that column.
+    pub fn with_flags(mut self, flags: Vec<usize>) -> Encoder {
+        self.flags = flags;
         self
     }
 
@@ -233,11 +247,20 @@ impl Encoder {
     fn end_field(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let column = self.column;
         let Some(load) = self.loads.get(column).copied() else {
-            return Err(EncodeError::FieldCount {
-                row: self.stats.rows + 1,
-                found: column + 1,
-                expected: self.loads.len(),
-            });
+            let Some(&of) = self.flags.get(column - self.loads.len()) else {
+                return Err(EncodeError::FieldCount {
+                    row: self.stats.rows + 1,
+                    found: column + 1,
+                    expected: self.loads.len() + self.flags.len(),
+                });
+            };
+            if !self.quoted && self.field == b"t" {
+                *self.stats.replaced.entry(of).or_default() += 1;
+            }
+            self.field.clear();
+            self.quoted = false;
+            self.column += 1;
+            return Ok(());
         };
         if column > 0 {
             out.push(b',');
@@ -262,11 +285,11 @@ impl Encoder {
 
     fn end_row(&mut self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.end_field(out)?;
-        if self.column != self.loads.len() {
+        if self.column != self.loads.len() + self.flags.len() {
             return Err(EncodeError::FieldCount {
                 row: self.stats.rows + 1,
                 found: self.column,
-                expected: self.loads.len(),
+                expected: self.loads.len() + self.flags.len(),
             });
         }
         if self.row_number {
@@ -548,6 +571,34 @@ mod tests {
         let mut e = Encoder::new(vec![Load::Plain, Load::Plain], vec![]);
         assert_eq!(
             e.feed(b"1\n", &mut out),
+            Err(EncodeError::FieldCount {
+                row: 1,
+                found: 1,
+                expected: 2
+            })
+        );
+    }
+
+    #[test]
+    fn flag_fields_count_replaced_values_and_are_not_written() {
+        let input = "1,\\N,\\N,t,f\n2,\"2024-01-01\",5,f,f\n3,\\N,\\N,t,t\n";
+        let mut e = Encoder::new(vec![Load::Plain, Load::Plain, Load::Plain], vec![0])
+            .with_flags(vec![1, 2])
+            .with_row_number();
+        let mut out = Vec::new();
+        for piece in input.as_bytes().chunks(3) {
+            e.feed(piece, &mut out).unwrap();
+        }
+        let stats = e.finish(&mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "1,\\N,\\N,1\n2,2024-01-01,5,2\n3,\\N,\\N,3\n"
+        );
+        assert_eq!(stats.replaced, BTreeMap::from([(1, 2), (2, 1)]));
+        assert_eq!(e.last_kept(), vec![Some("3".to_string())]);
+        let mut short = Encoder::new(vec![Load::Plain], vec![]).with_flags(vec![0]);
+        assert_eq!(
+            short.feed(b"1\n", &mut Vec::new()),
             Err(EncodeError::FieldCount {
                 row: 1,
                 found: 1,

@@ -41,8 +41,11 @@ pub struct RunRecord {
     /// The error's first line, cut to [`ERROR_CHARS`]; or why it was skipped.
     pub error: Option<String>,
     /// Values the run had to change to load them: text cut to its column's size, JSON or
-    /// binary too large for Redshift (loaded as NULL).
+    /// binary too large for Redshift (loaded as NULL), and values Redshift cannot hold
+    /// (infinity, NaN, ...) replaced as setup's decisions say.
     pub values_cut: u64,
+    /// Of `values_cut`, those replaced because Redshift cannot hold them.
+    pub values_replaced: u64,
 }
 
 impl RunRecord {
@@ -72,7 +75,9 @@ impl RunRecord {
             },
             error: doc["error"].as_str().or(skipped).map(error_line),
             values_cut: report["values_truncated"].as_u64().unwrap_or(0)
-                + report["values_nulled"].as_u64().unwrap_or(0),
+                + report["values_nulled"].as_u64().unwrap_or(0)
+                + report["values_replaced"].as_u64().unwrap_or(0),
+            values_replaced: report["values_replaced"].as_u64().unwrap_or(0),
         })
     }
 }
@@ -359,10 +364,20 @@ pub fn row(
     let warning = last_run
         .filter(|r| r.outcome == "ok" && r.values_cut > 0)
         .map(|r| {
-            format!(
-                "the last run cut {} value(s) to fit their columns; widen them with column_types and run setup, or exclude them",
-                r.values_cut
-            )
+            let cut = r.values_cut - r.values_replaced;
+            let mut said = Vec::new();
+            if cut > 0 {
+                said.push(format!(
+                    "the last run cut {cut} value(s) to fit their columns; widen them with column_types and run setup, or exclude them"
+                ));
+            }
+            if r.values_replaced > 0 {
+                said.push(format!(
+                    "the last run replaced {} value(s) Redshift cannot hold (infinity, NaN, years after 294276) as setup's decisions say; choose null or extreme per column with refused_values",
+                    r.values_replaced
+                ));
+            }
+            said.join("; ")
         });
     let over = |limit: u64| lag.or(since_success).is_some_and(|l| l > limit as i64);
     let state = if table.disabled {
@@ -823,6 +838,9 @@ mod tests {
         cut["report"]["values_nulled"] = serde_json::json!(1);
         let record = RunRecord::from_json(&cut).unwrap();
         assert_eq!(record.values_cut, 3);
+        cut["report"]["values_replaced"] = serde_json::json!(4);
+        let record = RunRecord::from_json(&cut).unwrap();
+        assert_eq!((record.values_cut, record.values_replaced), (7, 4));
     }
 
     #[test]
@@ -841,6 +859,7 @@ mod tests {
                 outcome: "ok",
                 error: None,
                 values_cut: 0,
+                values_replaced: 0,
             }
         );
         let failed = RunRecord::from_json(&run_doc(false, "2024-01-01T00:59:30Z", 0)).unwrap();

@@ -153,7 +153,7 @@ async fn a_chunk_streams_from_the_source_through_the_encoder_to_s3() {
         Load::Json { max_bytes: 65535 },
         Load::Plain,
     ];
-    let out = extract_chunk(&session, None, &sql, loads, vec![0], false, upload)
+    let out = extract_chunk(&session, None, &sql, loads, vec![0], vec![], false, upload)
         .await
         .unwrap();
     assert_eq!(out.stats.rows, 3);

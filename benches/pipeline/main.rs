@@ -733,6 +733,7 @@ impl Bench {
                     &e.sql,
                     e.loads.clone(),
                     e.keep.clone(),
+                    Vec::new(),
                     true,
                     upload,
                 )
@@ -746,6 +747,7 @@ impl Bench {
                     &e.sql,
                     e.loads.clone(),
                     e.keep.clone(),
+                    Vec::new(),
                     true,
                     upload,
                 )

@@ -124,6 +124,10 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
             a.bytes_staged += b.bytes_staged;
             a.values_truncated += b.values_truncated;
             a.values_nulled += b.values_nulled;
+            a.values_replaced += b.values_replaced;
+            for (column, n) in &b.replaced {
+                *a.replaced.entry(column.clone()).or_default() += n;
+            }
             a.empty_reads += b.empty_reads;
             a.caught_up = b.caught_up;
         }

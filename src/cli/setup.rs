@@ -92,7 +92,12 @@ fn print_report(outcomes: &[Outcome]) {
                         if c.dropped {
                             "gone from the source".into()
                         } else {
-                            c.reason.clone().unwrap_or_default()
+                            c.reason
+                                .iter()
+                                .chain(c.replaced.as_ref().map(|r| &r.note))
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join("\n")
                         },
                     ]);
                 }

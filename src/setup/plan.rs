@@ -70,6 +70,10 @@ pub struct PlannedColumn {
     /// rows leave it NULL.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dropped: bool,
+    /// Values of its type Redshift cannot hold (infinity, NaN, ...) and what `select`
+    /// puts in their place; each run counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced: Option<types::Replaced>,
 }
 
 /// How a run finds rows that committed after the read that passed their key.
@@ -227,19 +231,39 @@ pub fn plan_table(
             warnings.push(format!("column {}: {w}", quote::ident(&column.name)));
         }
         let in_pk = keys.primary_key.value.contains(&column.name);
+        let is_key = in_pk || keys.updated_key.value.as_ref() == Some(&column.name);
+        let cast = table.column_casts.get(&column.name).map(String::as_str);
+        let with = table
+            .refused_values
+            .get(&column.name)
+            .copied()
+            .unwrap_or_default();
+        // A key's value is the cursor: it is never replaced (a refused one fails the load).
+        let replacing = types::replacing_select(column, cast, with);
+        if replacing.is_none() && table.refused_values.contains_key(&column.name) {
+            problems.push(format!(
+                "column {}: refused_values applies to columns of type date, timestamp, timestamptz, numeric, real or double precision without a column_casts entry; this one is {}{}: remove it from refused_values",
+                quote::ident(&column.name),
+                column.pg_type.display,
+                if cast.is_some() { " with a cast" } else { "" }
+            ));
+            continue;
+        }
+        let (select, replaced) = match replacing {
+            Some((select, replaced)) if !is_key => (select, Some(replaced)),
+            _ => (types::select_expr(column, cast), None),
+        };
         columns.push(PlannedColumn {
             source: column.name.clone(),
             name,
             source_type: column.pg_type.display.clone(),
             redshift_type: mapping.redshift_type,
             load: mapping.load,
-            select: types::select_expr(
-                column,
-                table.column_casts.get(&column.name).map(String::as_str),
-            ),
+            select,
             not_null: in_pk && column.not_null,
             reason: mapping.reason,
             dropped: false,
+            replaced,
         });
     }
     if columns.is_empty() && problems.is_empty() {
@@ -401,6 +425,7 @@ pub fn plan_table(
                         not_null: false,
                         reason: None,
                         dropped: true,
+                        replaced: None,
                     },
                 });
             }
@@ -502,6 +527,7 @@ fn check_named_columns(
             table.column_casts.keys().collect::<Vec<_>>(),
         ),
         ("column_types", table.column_types.keys().collect()),
+        ("refused_values", table.refused_values.keys().collect()),
     ] {
         for name in names {
             if source.column(name).is_none() {
@@ -1070,6 +1096,34 @@ mod tests {
             e.to_string(),
             "table public.t: INSERT_ONLY follows the primary key, and the table has none; set primary_key, or use FULL_DATA_SYNC"
         );
+    }
+
+    #[test]
+    fn refused_values_is_refused_on_a_type_without_refused_values() {
+        let e = plan_table(
+            "s",
+            &table("    refused_values: { note: extreme }\n"),
+            &orders(),
+            None,
+            &Existing::Absent,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "column \"note\": refused_values applies to columns of type date, timestamp, timestamptz, numeric, real or double precision without a column_casts entry; this one is text: remove it from refused_values"
+            ),
+            "{e}"
+        );
+        let plan = plan_table(
+            "s",
+            &table("    refused_values: { updated_at: extreme }\n"),
+            &orders(),
+            None,
+            &Existing::Absent,
+        )
+        .unwrap();
+        // The updated key is the cursor: never replaced, even when asked.
+        assert!(plan.decisions.columns.iter().all(|c| c.replaced.is_none()));
     }
 
     #[test]

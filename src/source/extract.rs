@@ -33,16 +33,20 @@ pub struct Extracted {
 
 /// Streams `copy_sql` (a `COPY (...) TO STDOUT (FORMAT csv, NULL '\N')`) into `upload`.
 /// `loads` has one entry per column; `keep` names the cursor columns to remember;
-/// `row_number` appends each row's position in the chunk as a last column.
+/// `row_number` appends each row's position in the chunk as a last column. `flags`: the
+/// SELECT ends with one flag column per entry, true where that column's value was
+/// replaced ([`crate::encode::Encoder::with_flags`]).
 /// `snapshot_sql` (a query returning the transaction's snapshot as text) runs first in
 /// the transaction, so the COPY reads under exactly the snapshot it returns. On error the
 /// upload is aborted.
+#[allow(clippy::too_many_arguments)]
 pub async fn extract_chunk(
     source: &tokio_postgres::Client,
     snapshot_sql: Option<&str>,
     copy_sql: &str,
     loads: Vec<Load>,
     keep: Vec<usize>,
+    flags: Vec<usize>,
     row_number: bool,
     mut upload: GzipUpload,
 ) -> Result<Extracted, ExtractError> {
@@ -52,7 +56,7 @@ pub async fn extract_chunk(
             &e,
         ))
     };
-    let mut encoder = Encoder::new(loads, keep);
+    let mut encoder = Encoder::new(loads, keep).with_flags(flags);
     if row_number {
         encoder = encoder.with_row_number();
     }

@@ -80,6 +80,7 @@ impl Ctx<'_> {
             &sql,
             run.loads.clone(),
             run.keep.clone(),
+            run.flags.clone(),
             // The row's place in the chunk, for deduplication (ROW_ORDER).
             upsert,
             upload,
@@ -172,6 +173,7 @@ impl Ctx<'_> {
             &from,
             &staged,
             rows,
+            self.app.settings.show_rejected_values,
             before_commit,
         )
         .await;
@@ -202,6 +204,12 @@ impl Ctx<'_> {
         report.bytes_staged += extracted.uploaded.bytes;
         report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
         report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
+        for (column, n) in &extracted.stats.replaced {
+            report.values_replaced += n;
+            if let Some(def) = run.defs.get(*column) {
+                *report.replaced.entry(def.name.clone()).or_default() += n;
+            }
+        }
         self.cleanup(&[part, manifest_key]).await;
         Ok(Done {
             rows,

@@ -228,6 +228,12 @@ pub struct Report {
     /// Text values cut to their column's size, JSON/binary values too large (NULL).
     pub values_truncated: u64,
     pub values_nulled: u64,
+    /// Values Redshift cannot hold (infinity, NaN, years after 294276) that the extract
+    /// replaced as setup's decisions say, in all and by Redshift column.
+    #[serde(default)]
+    pub values_replaced: u64,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub replaced: std::collections::BTreeMap<String, u64>,
     /// Reads that found nothing new (the last of each pass).
     pub empty_reads: u64,
     /// How far behind the source the table is after this run, in seconds: 0 when caught
@@ -415,7 +421,9 @@ impl Outcome {
             seconds: self.seconds,
             lag_seconds: report.and_then(|r| r.lag_seconds),
             failed: self.result.is_err(),
-            values_cut: report.map_or(0, |r| r.values_truncated + r.values_nulled),
+            values_cut: report.map_or(0, |r| {
+                r.values_truncated + r.values_nulled + r.values_replaced
+            }),
         }
     }
 }

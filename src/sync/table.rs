@@ -26,6 +26,9 @@ pub(super) struct TableRun<'a> {
     pub keys: Vec<KeyColumn>,
     /// The cursor columns' positions among the extracted columns.
     pub keep: Vec<usize>,
+    /// The columns whose refused values the SELECT replaces: it ends with one flag
+    /// column for each, which the encoder counts and drops.
+    pub flags: Vec<usize>,
     /// The primary key's Redshift names (the merge key).
     pub pk_redshift: Vec<String>,
     /// The rows carry `xmin`, so reads record their snapshot and runs catch up exactly.
@@ -175,7 +178,20 @@ impl Ctx<'_> {
         let run = TableRun {
             table,
             mode,
-            select: columns.iter().map(|c| c.select.clone()).collect(),
+            select: columns
+                .iter()
+                .map(|c| c.select.clone())
+                .chain(
+                    columns
+                        .iter()
+                        .filter_map(|c| c.replaced.as_ref().map(|r| r.when.clone())),
+                )
+                .collect(),
+            flags: columns
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.replaced.is_some().then_some(i))
+                .collect(),
             loads: columns.iter().map(|c| c.load).collect(),
             defs: columns
                 .iter()

@@ -549,6 +549,161 @@ pub fn select_expr(column: &Column, cast: Option<&str>) -> String {
     }
 }
 
+/// Values of a column's type that Redshift cannot hold, and what the extract puts in
+/// their place: stored with setup's decisions, shown by `setup`, counted by each run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Replaced {
+    pub with: crate::config::Replace,
+    /// For people: `infinity → 294276-12-31 23:59:59.999999+00, NaN → NULL`.
+    pub note: String,
+    /// SQL, true for a row whose value is replaced: the extract's count column.
+    pub when: String,
+}
+
+/// Redshift's DATE and TIMESTAMP range: 4713 BC to 294276 AD.
+const MAX_DATE: &str = "294276-12-31";
+const MIN_DATE: &str = "4713-01-01 BC";
+
+/// One kind of refused value: its condition (`{v}` is the value), its extreme (a SQL
+/// literal) where the type has one, and its name for people.
+struct Refused {
+    when: &'static str,
+    extreme: Option<String>,
+    label: &'static str,
+}
+
+fn refused_values(type_name: &str) -> Vec<Refused> {
+    let r = |when: &'static str, extreme: Option<String>, label: &'static str| Refused {
+        when,
+        extreme,
+        label,
+    };
+    match type_name {
+        "date" => vec![
+            r(
+                "{v} > '294276-12-31'::date",
+                Some(format!("'{MAX_DATE}'::date")),
+                "infinity and dates after 294276-12-31",
+            ),
+            r(
+                "{v} = '-infinity'::date",
+                Some(format!("'{MIN_DATE}'::date")),
+                "-infinity",
+            ),
+        ],
+        "timestamp" => vec![
+            r(
+                "{v} = 'infinity'::timestamp",
+                Some(format!("'{MAX_DATE} 23:59:59.999999'::timestamp")),
+                "infinity",
+            ),
+            r(
+                "{v} = '-infinity'::timestamp",
+                Some(format!("'{MIN_DATE}'::timestamp")),
+                "-infinity",
+            ),
+        ],
+        "timestamptz" => vec![
+            r(
+                "{v} = 'infinity'::timestamptz",
+                Some(format!("'{MAX_DATE} 23:59:59.999999+00'::timestamptz")),
+                "infinity",
+            ),
+            r(
+                "{v} = '-infinity'::timestamptz",
+                Some("'4713-01-01 00:00:00+00 BC'::timestamptz".to_string()),
+                "-infinity",
+            ),
+        ],
+        // PostgreSQL 14 added numeric infinities; the text form works on every version.
+        "numeric" => vec![r(
+            "{v}::text IN ('NaN', 'Infinity', '-Infinity')",
+            None,
+            "NaN, Infinity and -Infinity",
+        )],
+        "float4" => vec![
+            r(
+                "{v} = 'Infinity'::real",
+                Some("'3.4028235e38'::real".into()),
+                "Infinity",
+            ),
+            r(
+                "{v} = '-Infinity'::real",
+                Some("'-3.4028235e38'::real".into()),
+                "-Infinity",
+            ),
+            r("{v} = 'NaN'::real", None, "NaN"),
+        ],
+        "float8" => vec![
+            r(
+                "{v} = 'Infinity'::double precision",
+                Some("'1.7976931348623157e308'::double precision".into()),
+                "Infinity",
+            ),
+            r(
+                "{v} = '-Infinity'::double precision",
+                Some("'-1.7976931348623157e308'::double precision".into()),
+                "-Infinity",
+            ),
+            r("{v} = 'NaN'::double precision", None, "NaN"),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// PURE: the SELECT expression of a column whose type has values Redshift cannot hold
+/// (infinite dates and timestamps, years after 294276, NaN and infinite numbers), with
+/// those values replaced by NULL or, with [`crate::config::Replace::Extreme`], the
+/// type's extreme where it has one; `None` for other types (and arrays, which travel
+/// as JSON text), and for a column with a `column_casts` entry (`cast`): the cast
+/// decides the type the value travels as, so it is the user's to make loadable.
+pub fn replacing_select(
+    column: &Column,
+    cast: Option<&str>,
+    with: crate::config::Replace,
+) -> Option<(String, Replaced)> {
+    if is_array(&column.pg_type) || cast.is_some() {
+        return None;
+    }
+    let refused = refused_values(&column.pg_type.name);
+    if refused.is_empty() {
+        return None;
+    }
+    let value = select_expr(column, cast);
+    let mut cases = Vec::new();
+    let mut whens = Vec::new();
+    let mut notes = Vec::new();
+    for r in &refused {
+        let when = r.when.replace("{v}", &value);
+        let (then, shown) = match (&r.extreme, with) {
+            (Some(e), crate::config::Replace::Extreme) => (
+                e.clone(),
+                e.split("'").nth(1).unwrap_or_default().to_string(),
+            ),
+            _ => ("NULL".to_string(), "NULL".to_string()),
+        };
+        cases.push(format!("WHEN {when} THEN {then}"));
+        notes.push(format!("{} → {shown}", r.label));
+        whens.push(format!("({when})"));
+    }
+    Some((
+        format!("CASE {} ELSE {value} END", cases.join(" ")),
+        Replaced {
+            with,
+            note: format!(
+                "Redshift cannot hold {}: replaced ({}), and counted",
+                refused
+                    .iter()
+                    .map(|r| r.label)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                notes.join(", ")
+            ),
+            when: whens.join(" OR "),
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1153,5 +1308,78 @@ mod tests {
         for (name, t, cast, expected) in cases {
             assert_eq!(select_expr(&col(name, t), cast), expected, "{name}");
         }
+    }
+
+    #[test]
+    fn values_redshift_cannot_hold_are_replaced_in_the_select() {
+        use crate::config::Replace;
+        let tz = pg("timestamptz", 'D', "timestamp with time zone");
+        let (select, r) =
+            replacing_select(&col("Valid \"until\"", tz.clone()), None, Replace::Null).unwrap();
+        assert_eq!(
+            select,
+            r#"CASE WHEN "Valid ""until""" = 'infinity'::timestamptz THEN NULL WHEN "Valid ""until""" = '-infinity'::timestamptz THEN NULL ELSE "Valid ""until""" END"#
+        );
+        assert_eq!(
+            r.when,
+            r#"("Valid ""until""" = 'infinity'::timestamptz) OR ("Valid ""until""" = '-infinity'::timestamptz)"#
+        );
+        assert_eq!(
+            r.note,
+            "Redshift cannot hold infinity, -infinity: replaced (infinity → NULL, -infinity → NULL), and counted"
+        );
+        let (select, r) = replacing_select(&col("v", tz), None, Replace::Extreme).unwrap();
+        assert_eq!(
+            select,
+            r#"CASE WHEN "v" = 'infinity'::timestamptz THEN '294276-12-31 23:59:59.999999+00'::timestamptz WHEN "v" = '-infinity'::timestamptz THEN '4713-01-01 00:00:00+00 BC'::timestamptz ELSE "v" END"#
+        );
+        assert_eq!(r.with, Replace::Extreme);
+        let cases: Vec<(PgType, Option<&str>, Replace, &str)> = vec![
+            (
+                pg("date", 'D', "date"),
+                None,
+                Replace::Extreme,
+                r#"CASE WHEN "c" > '294276-12-31'::date THEN '294276-12-31'::date WHEN "c" = '-infinity'::date THEN '4713-01-01 BC'::date ELSE "c" END"#,
+            ),
+            (
+                num(Some(12), Some(2)),
+                None,
+                Replace::Extreme,
+                r#"CASE WHEN "c"::text IN ('NaN', 'Infinity', '-Infinity') THEN NULL ELSE "c" END"#,
+            ),
+            (
+                pg("float8", 'N', "double precision"),
+                None,
+                Replace::Null,
+                r#"CASE WHEN "c" = 'Infinity'::double precision THEN NULL WHEN "c" = '-Infinity'::double precision THEN NULL WHEN "c" = 'NaN'::double precision THEN NULL ELSE "c" END"#,
+            ),
+            (
+                pg("float4", 'N', "real"),
+                None,
+                Replace::Extreme,
+                r#"CASE WHEN "c" = 'Infinity'::real THEN '3.4028235e38'::real WHEN "c" = '-Infinity'::real THEN '-3.4028235e38'::real WHEN "c" = 'NaN'::real THEN NULL ELSE "c" END"#,
+            ),
+        ];
+        for (t, cast, with, expected) in cases {
+            let what = t.display.clone();
+            assert_eq!(
+                replacing_select(&col("c", t), cast, with).unwrap().0,
+                expected,
+                "{what}"
+            );
+        }
+        for t in [
+            pg("int4", 'N', "integer"),
+            pg("text", 'S', "text"),
+            pg("_date", 'A', "date[]"),
+        ] {
+            assert_eq!(replacing_select(&col("c", t), None, Replace::Null), None);
+        }
+        // A cast decides the type the value travels as: the user's to make loadable.
+        let ts = pg("timestamp", 'D', "timestamp without time zone");
+        assert_eq!(
+            replacing_select(&col("c", ts), Some("text"), Replace::Null),
+            None
+        );
     }
 }

@@ -20,6 +20,8 @@ pub struct Stack {
     pub warehouse: PgCluster,
     pub moto: Moto,
     pub emulator: RedshiftEmulator,
+    /// The same warehouse, through an emulator acting as Redshift Serverless.
+    pub serverless: RedshiftEmulator,
     pub invoke: InvokeRecorder,
 }
 
@@ -76,14 +78,25 @@ impl Stack {
             backend_port: warehouse.port(),
             backend_user: warehouse.user().to_string(),
             s3: moto.s3_client().await,
+            serverless: false,
         })
         .await
         .context("Redshift emulator")?;
+        let serverless = RedshiftEmulator::start(EmulatorConfig {
+            backend_host: warehouse.host().to_string(),
+            backend_port: warehouse.port(),
+            backend_user: warehouse.user().to_string(),
+            s3: moto.s3_client().await,
+            serverless: true,
+        })
+        .await
+        .context("Redshift emulator (serverless)")?;
         Ok(Stack {
             source,
             warehouse,
             moto,
             emulator,
+            serverless,
             invoke,
         })
     }
@@ -103,6 +116,12 @@ impl Stack {
     /// The URL of a warehouse database through the Redshift emulator.
     pub fn redshift_url(&self, db: &str) -> String {
         self.emulator.url(db)
+    }
+
+    /// The URL of a warehouse database through the emulator acting as Redshift
+    /// Serverless (a database is reached through one of the two only: its shims differ).
+    pub fn serverless_url(&self, db: &str) -> String {
+        self.serverless.url(db)
     }
 
     /// Creates the loader's DynamoDB state table (single-table design: string `pk` and

@@ -21,11 +21,23 @@ struct Db {
 }
 
 async fn db() -> Db {
+    db_on(false).await
+}
+
+/// A database reached through the emulator acting as Redshift Serverless.
+async fn serverless_db() -> Db {
+    db_on(true).await
+}
+
+async fn db_on(serverless: bool) -> Db {
     let stack = shared();
     let name = stack.warehouse_db().await.unwrap();
-    let rs = testkit::pg::connect_url(&stack.redshift_url(&name))
-        .await
-        .unwrap();
+    let url = if serverless {
+        stack.serverless_url(&name)
+    } else {
+        stack.redshift_url(&name)
+    };
+    let rs = testkit::pg::connect_url(&url).await.unwrap();
     let pg = stack.warehouse.connect(&name).await.unwrap();
     let bucket = stack.moto.create_bucket().await.unwrap();
     Db {
@@ -341,6 +353,59 @@ async fn a_bad_row_fails_the_copy_and_its_details_survive_the_rollback() {
             .unwrap()
             .get(0);
     assert_eq!(n, 1);
+}
+
+#[tokio::test]
+async fn serverless_keeps_load_errors_in_sys_load_error_detail_only() {
+    let d = serverless_db().await;
+    d.exec("CREATE TABLE items (id int, name varchar(5))")
+        .await
+        .unwrap();
+    d.put(
+        "bad/part-1.csv",
+        b"1,\"ok\"\n2,\"much too long\"\n".to_vec(),
+    )
+    .await;
+    let (code, message) = refused(
+        &d,
+        &format!("COPY items FROM '{}' {ROLE} CSV", d.url("bad/")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert_eq!(
+        message,
+        "Load into table 'items' failed.  Check 'sys_load_error_detail' system table for details."
+    );
+    let rows = d
+        .texts("SELECT trim(file_name), line_number, trim(column_name), trim(column_type), trim(column_length), error_code, trim(error_message), trim(database_name) FROM sys_load_error_detail")
+        .await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        rows,
+        vec![vec![
+            Some(d.url("bad/part-1.csv")),
+            s("2"),
+            s("name"),
+            s("varchar"),
+            s("5"),
+            s("1204"),
+            s("String length exceeds DDL length"),
+            Some(d.name.clone()),
+        ]]
+    );
+    // No STL table: the catalog tells the loader which one to read.
+    let tables: Vec<String> = d
+        .rs
+        .query(
+            "SELECT relname::text FROM pg_catalog.pg_class WHERE relname IN ('stl_load_errors', 'sys_load_error_detail')",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(tables, ["sys_load_error_detail"]);
 }
 
 #[tokio::test]
@@ -982,4 +1047,53 @@ async fn copy_one_million_rows_gzip() {
         "emulator COPY: {ROWS} rows in {seconds:.1} s ({:.0} rows/s)",
         ROWS as f64 / seconds
     );
+}
+
+#[tokio::test]
+async fn infinite_dates_and_nan_numbers_are_refused() {
+    for (column, value, reason) in [
+        (
+            "d date",
+            "infinity",
+            "Invalid timestamp format or value [YYYY-MM-DD]",
+        ),
+        (
+            "t timestamptz",
+            "-infinity",
+            "Invalid timestamp format or value [YYYY-MM-DD HH24:MI:SS]",
+        ),
+        (
+            "n decimal(12,2)",
+            "NaN",
+            "Invalid digit, Value 'NaN', Pos 0, Type: Decimal",
+        ),
+        (
+            "r real",
+            "NaN",
+            "Invalid digit, Value 'NaN', Pos 0, Type: Real",
+        ),
+        (
+            "f double precision",
+            "-Infinity",
+            "Invalid digit, Value '-Infinity', Pos 0, Type: Double",
+        ),
+    ] {
+        let d = db().await;
+        d.exec(&format!("CREATE TABLE t ({column})")).await.unwrap();
+        d.put("v/part-1.csv", format!("{value}\n").into_bytes())
+            .await;
+        let (code, _) = refused(
+            &d,
+            &format!(
+                "COPY t FROM '{}' {ROLE} CSV TIMEFORMAT 'auto' DATEFORMAT 'auto'",
+                d.url("v/")
+            ),
+        )
+        .await;
+        assert_eq!(code, "XX000", "{column}");
+        let rows = d
+            .texts("SELECT trim(err_reason) FROM stl_load_errors")
+            .await;
+        assert_eq!(rows, vec![vec![Some(reason.to_string())]], "{column}");
+    }
 }

@@ -375,10 +375,15 @@ impl Sess {
                     self.status = out.status;
                 }
                 self.record_load_error(table, query, &f).await?;
+                let details = if self.shared.cfg.serverless {
+                    "sys_load_error_detail"
+                } else {
+                    "stl_load_errors"
+                };
                 self.raise(&Refusal {
                     code: "XX000",
                     message: format!(
-                        "Load into table '{bare}' failed.  Check 'stl_load_errors' system table for details."
+                        "Load into table '{bare}' failed.  Check '{details}' system table for details."
                     ),
                 })
                 .await
@@ -628,22 +633,39 @@ impl Sess {
             bail!("cannot open a session to record a load error");
         }
         let cut = |s: &str, n: usize| -> String { s.chars().take(n).collect() };
-        let sql = format!(
-            "INSERT INTO public.stl_load_errors (userid, slice, tbl, starttime, session, query, filename, line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset) \
-             VALUES (100, 0, COALESCE(to_regclass({})::oid::int, 0), clock_timestamp()::timestamp, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, 0, 0)",
-            quote_literal(table),
-            self.pid,
-            query,
-            quote_literal(&cut(&f.filename, 256)),
-            f.line,
-            quote_literal(&cut(&f.colname, 127)),
-            quote_literal(&cut(&f.col_type, 10)),
-            quote_literal(&cut(&f.col_length, 10)),
-            quote_literal(&cut(&f.raw_line, 1024)),
-            quote_literal(&cut(&f.raw_value, 1024)),
-            f.code,
-            quote_literal(&cut(&f.reason, 100)),
-        );
+        let sql = if self.shared.cfg.serverless {
+            format!(
+                "INSERT INTO public.sys_load_error_detail (user_id, query_id, transaction_id, session_id, database_name, table_id, start_time, file_name, line_number, column_name, column_type, column_length, position, error_code, error_message) \
+                 VALUES (100, {}, 0, {}, current_database(), COALESCE(to_regclass({})::oid::int, 0), clock_timestamp()::timestamp, {}, {}, {}, {}, {}, 0, {}, {})",
+                query,
+                self.pid,
+                quote_literal(table),
+                quote_literal(&cut(&f.filename, 256)),
+                f.line,
+                quote_literal(&cut(&f.colname, 127)),
+                quote_literal(&cut(&f.col_type, 10)),
+                quote_literal(&cut(&f.col_length, 10)),
+                f.code,
+                quote_literal(&cut(&f.reason, 512)),
+            )
+        } else {
+            format!(
+                "INSERT INTO public.stl_load_errors (userid, slice, tbl, starttime, session, query, filename, line_number, colname, type, col_length, position, raw_line, raw_field_value, err_code, err_reason, is_partial, start_offset) \
+                 VALUES (100, 0, COALESCE(to_regclass({})::oid::int, 0), clock_timestamp()::timestamp, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, 0, 0)",
+                quote_literal(table),
+                self.pid,
+                query,
+                quote_literal(&cut(&f.filename, 256)),
+                f.line,
+                quote_literal(&cut(&f.colname, 127)),
+                quote_literal(&cut(&f.col_type, 10)),
+                quote_literal(&cut(&f.col_length, 10)),
+                quote_literal(&cut(&f.raw_line, 1024)),
+                quote_literal(&cut(&f.raw_value, 1024)),
+                f.code,
+                quote_literal(&cut(&f.reason, 100)),
+            )
+        };
         let out = wire::run(&mut conn, &sql).await?;
         let _ = wire::write(&mut conn, &[Message::new(b'X', Vec::new())]).await;
         if let Some(e) = out.error {

@@ -503,6 +503,25 @@ pub fn convert(
                 return Err(ferr(1210, format!("Invalid boolean value '{value}'")));
             }
         }
+        "float4" | "float8" => {
+            // Assumed: Redshift's docs do not say REAL/DOUBLE PRECISION take NaN or
+            // infinities from COPY, so the emulator refuses them.
+            let t = value.trim().to_ascii_lowercase();
+            if matches!(t.trim_start_matches(['-', '+']), "nan" | "infinity" | "inf") {
+                let name = if col.typname == "float4" {
+                    "Real"
+                } else {
+                    "Double"
+                };
+                return Err(ferr(
+                    1207,
+                    format!(
+                        "Invalid digit, Value '{}', Pos 0, Type: {name}",
+                        value.trim()
+                    ),
+                ));
+            }
+        }
         "date" | "timestamp" | "timestamptz" => return date_time(col, value, spec),
         "jsonb" => {
             if serde_json::from_str::<serde_json::Value>(value).is_err() {

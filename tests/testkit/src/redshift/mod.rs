@@ -44,6 +44,9 @@ pub struct EmulatorConfig {
     pub backend_port: u16,
     pub backend_user: String,
     pub s3: aws_sdk_s3::Client,
+    /// Act as Redshift Serverless: load errors go to `sys_load_error_detail` (its
+    /// documented columns; no raw value) and there is no `stl_load_errors`.
+    pub serverless: bool,
 }
 
 #[derive(Debug)]

@@ -1,6 +1,7 @@
 //! The objects the emulator installs in each database's `public` schema on the first
 //! connection to it, so they resolve without a schema as Redshift's do:
-//! `stl_load_errors`, `getdate()`, `json_parse()`, `json_serialize()`,
+//! `stl_load_errors` (or, acting as Redshift Serverless, `sys_load_error_detail` with
+//! its documented columns and no STL table), `getdate()`, `json_parse()`, `json_serialize()`,
 //! `is_valid_json()`, and an event trigger that gives every created or altered table a
 //! row trigger applying Redshift's length rules: VARCHAR(n) counts bytes (PostgreSQL
 //! counts characters), CHAR holds single-byte characters only. The checks are installed
@@ -17,12 +18,35 @@ use tokio::sync::Mutex;
 
 use super::{backend_session, wire, EmulatorConfig};
 
-pub const SHIMS: &str = r#"
+/// A provisioned cluster's load error table.
+pub const STL_LOAD_ERRORS: &str = r#"
 CREATE TABLE IF NOT EXISTS public.stl_load_errors (
   userid integer, slice integer, tbl integer, starttime timestamp, session integer,
   query integer, filename char(256), line_number bigint, colname char(127), type char(10),
   col_length char(10), position integer, raw_line char(1024), raw_field_value char(1024),
   err_code integer, err_reason char(100), is_partial integer, start_offset bigint);
+"#;
+
+/// Redshift Serverless's (SYS_LOAD_ERROR_DETAIL in the Redshift docs): no raw value.
+pub const SYS_LOAD_ERROR_DETAIL: &str = r#"
+CREATE TABLE IF NOT EXISTS public.sys_load_error_detail (
+  user_id integer, query_id bigint, transaction_id bigint, session_id integer,
+  database_name char(64), table_id integer, start_time timestamp, file_name char(256),
+  line_number bigint, column_name char(127), column_type char(10), column_length char(10),
+  position integer, error_code integer, error_message char(512));
+"#;
+
+/// The shims for a provisioned cluster, or for Redshift Serverless.
+pub fn shims(serverless: bool) -> String {
+    let errors = if serverless {
+        SYS_LOAD_ERROR_DETAIL
+    } else {
+        STL_LOAD_ERRORS
+    };
+    format!("{errors}{SHIMS}")
+}
+
+pub const SHIMS: &str = r#"
 CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp LANGUAGE sql STABLE
   AS $f$ SELECT date_trunc('second', localtimestamp)::timestamp $f$;
 CREATE OR REPLACE FUNCTION public.json_parse(text) RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT
@@ -88,7 +112,7 @@ impl Installed {
             tracing::debug!(error = ?wire::error_field(e, b'M'), "shims not installed");
             return Ok(());
         }
-        let outcome = wire::run(&mut backend, SHIMS).await?;
+        let outcome = wire::run(&mut backend, &shims(cfg.serverless)).await?;
         if let Some(e) = outcome.error {
             bail!(
                 "installing the emulator's shims in {database}: {}",
