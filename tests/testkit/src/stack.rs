@@ -76,6 +76,7 @@ impl Stack {
             backend_port: warehouse.port(),
             backend_user: warehouse.user().to_string(),
             s3: moto.s3_client().await,
+            iam_role: None,
         })
         .await
         .context("Redshift emulator")?;

@@ -279,7 +279,7 @@ impl Sess {
         from: &str,
         options: &[(String, Option<String>)],
     ) -> Result<bool> {
-        let spec = match load::spec(options) {
+        let spec = match load::spec(options, self.shared.cfg.iam_role.as_deref()) {
             Ok(s) => s,
             Err(r) => return self.raise(&r).await,
         };
@@ -751,11 +751,11 @@ mod tests {
         let spec = load::spec(&[
             (
                 "IAM_ROLE".to_string(),
-                Some("arn:aws:iam::1:role/r".to_string()),
+                Some("arn:aws:iam::123456789012:role/r".to_string()),
             ),
             ("CSV".to_string(), None),
             ("TIMEFORMAT".to_string(), Some("auto".to_string())),
-        ])
+        ], None)
         .unwrap();
         let col = |typname: &str| Column {
             name: "c".into(),

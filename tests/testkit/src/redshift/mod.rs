@@ -44,6 +44,10 @@ pub struct EmulatorConfig {
     pub backend_port: u16,
     pub backend_user: String,
     pub s3: aws_sdk_s3::Client,
+    /// The role the cluster may assume (the stack's COPY role): a COPY naming another
+    /// role fails as on a cluster the role is not associated with. `None`: any role
+    /// ARN of the right form is accepted.
+    pub iam_role: Option<String>,
 }
 
 #[derive(Debug)]
@@ -375,6 +379,14 @@ impl Sess {
                     self.relay_without_ready().await?
                 }
                 Action::Refuse(r) => self.raise(&r).await?,
+                Action::NoTransactionBlock(s, r) => {
+                    if self.status != b'I' {
+                        self.raise(&r).await?
+                    } else {
+                        wire::write(&mut self.backend, &[wire::query(&s)]).await?;
+                        self.relay_without_ready().await?
+                    }
+                }
                 Action::Truncate(s) => {
                     self.implicit_commit().await?;
                     wire::write(&mut self.backend, &[wire::query(&s)]).await?;
@@ -426,6 +438,11 @@ impl Sess {
                     None
                 }
                 Action::Refuse(r) => Some(r),
+                Action::NoTransactionBlock(_, r) if self.status != b'I' => Some(r),
+                Action::NoTransactionBlock(s, _) => {
+                    p.sql = s;
+                    None
+                }
                 Action::Truncate(s) => {
                     self.implicit_commit().await?;
                     p.sql = s;
