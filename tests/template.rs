@@ -16,8 +16,16 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("aws_sdk_s3", "create_multipart_upload", "s3:PutObject"),
     ("aws_sdk_s3", "upload_part", "s3:PutObject"),
     ("aws_sdk_s3", "complete_multipart_upload", "s3:PutObject"),
-    ("aws_sdk_s3", "abort_multipart_upload", "s3:AbortMultipartUpload"),
-    ("aws_sdk_s3", "list_multipart_uploads", "s3:ListBucketMultipartUploads"),
+    (
+        "aws_sdk_s3",
+        "abort_multipart_upload",
+        "s3:AbortMultipartUpload",
+    ),
+    (
+        "aws_sdk_s3",
+        "list_multipart_uploads",
+        "s3:ListBucketMultipartUploads",
+    ),
     ("aws_sdk_s3", "list_parts", "s3:ListMultipartUploadParts"),
     ("aws_sdk_s3", "list_objects_v2", "s3:ListBucket"),
     ("aws_sdk_s3", "list_objects", "s3:ListBucket"),
@@ -34,19 +42,51 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ("aws_sdk_dynamodb", "delete_item", "dynamodb:DeleteItem"),
     ("aws_sdk_dynamodb", "query", "dynamodb:Query"),
     ("aws_sdk_dynamodb", "scan", "dynamodb:Scan"),
-    ("aws_sdk_dynamodb", "batch_get_item", "dynamodb:BatchGetItem"),
-    ("aws_sdk_dynamodb", "batch_write_item", "dynamodb:BatchWriteItem"),
-    ("aws_sdk_dynamodb", "describe_table", "dynamodb:DescribeTable"),
+    (
+        "aws_sdk_dynamodb",
+        "batch_get_item",
+        "dynamodb:BatchGetItem",
+    ),
+    (
+        "aws_sdk_dynamodb",
+        "batch_write_item",
+        "dynamodb:BatchWriteItem",
+    ),
+    (
+        "aws_sdk_dynamodb",
+        "describe_table",
+        "dynamodb:DescribeTable",
+    ),
     ("aws_sdk_dynamodb", "transact_get_items", "dynamodb:GetItem"),
     ("aws_sdk_lambda", "invoke", "lambda:InvokeFunction"),
     ("aws_sdk_lambda", "invoke_async", "lambda:InvokeFunction"),
     ("aws_sdk_lambda", "get_function", "lambda:GetFunction"),
-    ("aws_sdk_scheduler", "create_schedule", "scheduler:CreateSchedule"),
-    ("aws_sdk_scheduler", "update_schedule", "scheduler:UpdateSchedule"),
-    ("aws_sdk_scheduler", "delete_schedule", "scheduler:DeleteSchedule"),
+    (
+        "aws_sdk_scheduler",
+        "create_schedule",
+        "scheduler:CreateSchedule",
+    ),
+    (
+        "aws_sdk_scheduler",
+        "update_schedule",
+        "scheduler:UpdateSchedule",
+    ),
+    (
+        "aws_sdk_scheduler",
+        "delete_schedule",
+        "scheduler:DeleteSchedule",
+    ),
     ("aws_sdk_scheduler", "get_schedule", "scheduler:GetSchedule"),
-    ("aws_sdk_scheduler", "list_schedules", "scheduler:ListSchedules"),
-    ("aws_sdk_scheduler", "get_schedule_group", "scheduler:GetScheduleGroup"),
+    (
+        "aws_sdk_scheduler",
+        "list_schedules",
+        "scheduler:ListSchedules",
+    ),
+    (
+        "aws_sdk_scheduler",
+        "get_schedule_group",
+        "scheduler:GetScheduleGroup",
+    ),
     ("aws_sdk_scheduler", "tag_resource", "scheduler:TagResource"),
     (
         "aws_sdk_secretsmanager",
@@ -60,7 +100,11 @@ const OPERATIONS: &[(&str, &str, &str)] = &[
     ),
     ("aws_sdk_ssm", "get_parameter", "ssm:GetParameter"),
     ("aws_sdk_ssm", "get_parameters", "ssm:GetParameters"),
-    ("aws_sdk_ssm", "get_parameters_by_path", "ssm:GetParametersByPath"),
+    (
+        "aws_sdk_ssm",
+        "get_parameters_by_path",
+        "ssm:GetParametersByPath",
+    ),
 ];
 
 /// DynamoDB's TransactWriteItems has no action of its own: each item is authorised
@@ -99,7 +143,10 @@ fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
 /// The IAM actions `src/` needs, each with where it is needed.
 fn actions_used() -> BTreeSet<String> {
     let mut files = Vec::new();
-    sources(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut files);
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let all: String = files.iter().map(|(_, t)| t.as_str()).collect();
     // Every AWS SDK crate `src/` uses must be known here, or its calls go unchecked.
     let known: BTreeSet<&str> = OPERATIONS.iter().map(|(c, _, _)| *c).collect();
@@ -132,9 +179,8 @@ fn actions_used() -> BTreeSet<String> {
 }
 
 fn template() -> Value {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
-            .unwrap();
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml"))
+        .unwrap();
     serde_yaml_ng::from_str(&text).unwrap()
 }
 
@@ -193,7 +239,10 @@ fn the_code_calls_what_the_template_is_checked_against() {
         "secretsmanager:GetSecretValue",
         "ssm:GetParameter",
     ] {
-        assert!(used.contains(action), "{action} not found in src/: {used:?}");
+        assert!(
+            used.contains(action),
+            "{action} not found in src/: {used:?}"
+        );
     }
     // The function only stages: Redshift reads the files with the COPY role.
     assert!(!used.contains("s3:GetObject"), "{used:?}");
@@ -220,7 +269,9 @@ fn redshift_assumes_the_copy_role_only_for_this_account() {
                 assert_eq!(tagged.tag, "Ref");
                 assert_eq!(tagged.value.as_str(), Some("AWS::AccountId"));
             }
-            other => panic!("CopyRole trust needs aws:SourceAccount: !Ref AWS::AccountId, got {other:?}"),
+            other => {
+                panic!("CopyRole trust needs aws:SourceAccount: !Ref AWS::AccountId, got {other:?}")
+            }
         }
     }
 }

@@ -1000,7 +1000,8 @@ async fn quoted_names_fold_to_lower_case_and_names_over_127_bytes_are_refused() 
             .await,
         vec![vec![Some("orders".into()), Some("id,note".into())]]
     );
-    let (code, message) = refused(&d, &format!("CREATE TABLE \"{}\" (a int)", "n".repeat(128))).await;
+    let (code, message) =
+        refused(&d, &format!("CREATE TABLE \"{}\" (a int)", "n".repeat(128))).await;
     assert_eq!(code, "42622", "{message}");
     assert!(message.contains("at most 127 bytes"), "{message}");
     // 64 to 127 bytes: valid in Redshift; the emulator refuses rather than cut the name.
@@ -1026,11 +1027,10 @@ async fn alter_column_type_is_refused_in_a_transaction_block() {
     d.exec("ROLLBACK").await.unwrap();
     // Through the extended protocol too.
     d.exec("BEGIN").await.unwrap();
-    let e = d
-        .rs
-        .execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)", &[])
-        .await
-        .unwrap_err();
+    let e =
+        d.rs.execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)", &[])
+            .await
+            .unwrap_err();
     assert_eq!(error_parts(e).0, "25001");
     d.exec("ROLLBACK").await.unwrap();
     d.exec("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)")
@@ -1048,7 +1048,11 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
     let d = db().await;
     d.exec("CREATE TABLE t (id int)").await.unwrap();
     d.put("f.csv", b"1\n".to_vec()).await;
-    for bad in ["redshift-copy", "arn:aws:iam::1234:role/r", "arn:aws:iam::123456789012:user/u"] {
+    for bad in [
+        "redshift-copy",
+        "arn:aws:iam::1234:role/r",
+        "arn:aws:iam::123456789012:user/u",
+    ] {
         let (code, message) = refused(
             &d,
             &format!("COPY t FROM '{}' IAM_ROLE '{bad}' CSV", d.url("f.csv")),
@@ -1057,9 +1061,12 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
         assert_eq!(code, "XX000");
         assert!(message.starts_with("Invalid IAM_ROLE ARN"), "{message}");
     }
-    d.exec(&format!("COPY t FROM '{}' IAM_ROLE default CSV", d.url("f.csv")))
-        .await
-        .unwrap();
+    d.exec(&format!(
+        "COPY t FROM '{}' IAM_ROLE default CSV",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
     // An emulator that knows the stack's role refuses any other.
     let role = "arn:aws:iam::123456789012:role/stack-copy";
     let strict = testkit::redshift::RedshiftEmulator::start(testkit::redshift::EmulatorConfig {
@@ -1071,7 +1078,9 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
     })
     .await
     .unwrap();
-    let rs = testkit::pg::connect_url(&strict.url(&d.name)).await.unwrap();
+    let rs = testkit::pg::connect_url(&strict.url(&d.name))
+        .await
+        .unwrap();
     let e = rs
         .batch_execute(&format!("COPY t FROM '{}' {ROLE} CSV", d.url("f.csv")))
         .await
@@ -1079,12 +1088,17 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
     let (code, message) = error_parts(e);
     assert_eq!(code, "XX000");
     assert!(
-        message.ends_with("is not authorized to assume IAM Role arn:aws:iam::123456789012:role/redshift-copy"),
+        message.ends_with(
+            "is not authorized to assume IAM Role arn:aws:iam::123456789012:role/redshift-copy"
+        ),
         "{message}"
     );
-    rs.batch_execute(&format!("COPY t FROM '{}' IAM_ROLE '{role}' CSV", d.url("f.csv")))
-        .await
-        .unwrap();
+    rs.batch_execute(&format!(
+        "COPY t FROM '{}' IAM_ROLE '{role}' CSV",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
     assert_eq!(d.count("t").await, 2);
 }
 
@@ -1136,11 +1150,7 @@ async fn real_double_time_and_numeric_values_are_checked() {
         ("e.csv", "1,1,04:05,04:05,NaN\n", "n"),
     ] {
         d.put(file, body.as_bytes().to_vec()).await;
-        let (code, _) = refused(
-            &d,
-            &format!("COPY t FROM '{}' {ROLE} CSV", d.url(file)),
-        )
-        .await;
+        let (code, _) = refused(&d, &format!("COPY t FROM '{}' {ROLE} CSV", d.url(file))).await;
         assert_eq!(code, "XX000", "{file}");
         let last = d
             .texts(&format!(

@@ -748,14 +748,17 @@ mod tests {
 
     #[test]
     fn backend_errors_get_redshift_reasons() {
-        let spec = load::spec(&[
-            (
-                "IAM_ROLE".to_string(),
-                Some("arn:aws:iam::123456789012:role/r".to_string()),
-            ),
-            ("CSV".to_string(), None),
-            ("TIMEFORMAT".to_string(), Some("auto".to_string())),
-        ], None)
+        let spec = load::spec(
+            &[
+                (
+                    "IAM_ROLE".to_string(),
+                    Some("arn:aws:iam::123456789012:role/r".to_string()),
+                ),
+                ("CSV".to_string(), None),
+                ("TIMEFORMAT".to_string(), Some("auto".to_string())),
+            ],
+            None,
+        )
         .unwrap();
         let col = |typname: &str| Column {
             name: "c".into(),

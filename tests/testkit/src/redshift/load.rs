@@ -553,7 +553,9 @@ pub fn convert(
         "time" | "timetz" => {
             // PostgreSQL's special words are not times to Redshift.
             let t = value.trim().to_ascii_lowercase();
-            if matches!(t.as_str(), "allballs" | "now") || !t.starts_with(|c: char| c.is_ascii_digit()) {
+            if matches!(t.as_str(), "allballs" | "now")
+                || !t.starts_with(|c: char| c.is_ascii_digit())
+            {
                 return Err(ferr(
                     1206,
                     format!("Invalid time format or value '{value}'"),
@@ -795,13 +797,21 @@ mod tests {
         ] {
             let r = check_role(bad, None).unwrap_err();
             assert_eq!(r.code, "XX000");
-            assert!(r.message.starts_with("Invalid IAM_ROLE ARN"), "{bad}: {r:?}");
+            assert!(
+                r.message.starts_with("Invalid IAM_ROLE ARN"),
+                "{bad}: {r:?}"
+            );
         }
         let mine = "arn:aws:iam::123456789012:role/copy";
         assert_eq!(check_role(mine, Some(mine)), Ok(()));
         assert_eq!(check_role("DEFAULT", Some(mine)), Ok(()));
         let r = check_role("arn:aws:iam::123456789012:role/other", Some(mine)).unwrap_err();
-        assert!(r.message.contains("is not authorized to assume IAM Role arn:aws:iam::123456789012:role/other"), "{r:?}");
+        assert!(
+            r.message.contains(
+                "is not authorized to assume IAM Role arn:aws:iam::123456789012:role/other"
+            ),
+            "{r:?}"
+        );
     }
 
     fn csv_spec() -> CopySpec {
@@ -825,10 +835,13 @@ mod tests {
                 .message
                 .contains("use IAM_ROLE")
         );
-        assert!(spec_any(&opts(&[("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r"))]))
-            .unwrap_err()
-            .message
-            .contains("CSV"));
+        assert!(spec_any(&opts(&[(
+            "IAM_ROLE",
+            Some("arn:aws:iam::123456789012:role/r")
+        )]))
+        .unwrap_err()
+        .message
+        .contains("CSV"));
         let s = spec_any(&opts(&[
             ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
             ("FORMAT", Some("CSV")),
@@ -940,7 +953,10 @@ mod tests {
     #[test]
     fn dates_and_timestamps_follow_dateformat_and_timeformat() {
         let with = |extra: &[(&str, Option<&str>)]| {
-            let mut o = vec![("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")), ("CSV", None)];
+            let mut o = vec![
+                ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
+                ("CSV", None),
+            ];
             o.extend_from_slice(extra);
             spec_any(&opts(&o)).unwrap()
         };
@@ -1028,11 +1044,24 @@ mod tests {
             .contains("Overflow"));
         assert_eq!(conv(&double, "1e39", false), Ok(Some("1e39".into())));
         let time = col("time", -1, false);
-        assert_eq!(conv(&time, "04:05:06.5", false), Ok(Some("04:05:06.5".into())));
+        assert_eq!(
+            conv(&time, "04:05:06.5", false),
+            Ok(Some("04:05:06.5".into()))
+        );
         assert_eq!(conv(&time, "allballs", false).unwrap_err().code, 1206);
-        assert_eq!(conv(&col("timetz", -1, false), "now", false).unwrap_err().code, 1206);
+        assert_eq!(
+            conv(&col("timetz", -1, false), "now", false)
+                .unwrap_err()
+                .code,
+            1206
+        );
         // No NaN in DECIMAL.
-        assert_eq!(conv(&col("numeric", -1, false), "NaN", false).unwrap_err().code, 1207);
+        assert_eq!(
+            conv(&col("numeric", -1, false), "NaN", false)
+                .unwrap_err()
+                .code,
+            1207
+        );
         // A row over 4 MB.
         let big = Record {
             line: 1,
@@ -1042,8 +1071,13 @@ mod tests {
                 quoted: false,
             }],
         };
-        let e = encode_record(&big, &[col("varchar", -1, false)], &csv_spec(), &mut Vec::new())
-            .unwrap_err();
+        let e = encode_record(
+            &big,
+            &[col("varchar", -1, false)],
+            &csv_spec(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(e.reason.contains("4 MB"), "{e:?}");
     }
 

@@ -365,7 +365,10 @@ pub fn fold_identifiers(sql: &str) -> Result<String, Refusal> {
                 out[t.start..t.end].make_ascii_lowercase();
                 let inner = &sql[t.start..t.end];
                 let inner = inner.strip_prefix('"').unwrap_or(inner);
-                inner.strip_suffix('"').unwrap_or(inner).replace("\"\"", "\"")
+                inner
+                    .strip_suffix('"')
+                    .unwrap_or(inner)
+                    .replace("\"\"", "\"")
             }
             Kind::Word => sql[t.start..t.end].to_string(),
             _ => continue,
@@ -1198,7 +1201,10 @@ mod tests {
         assert_eq!(columns, vec!["\"a\"", "\"b\""]);
         assert_eq!(from, "s3://bucket/run/manifest.json");
         let get = |n: &str| options.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        assert_eq!(get("IAM_ROLE"), Some(Some("arn:aws:iam::123456789012:role/r".into())));
+        assert_eq!(
+            get("IAM_ROLE"),
+            Some(Some("arn:aws:iam::123456789012:role/r".into()))
+        );
         assert_eq!(get("FORMAT"), Some(Some("CSV".into())));
         assert_eq!(get("NULL"), Some(Some("\\N".into())));
         assert_eq!(get("GZIP"), Some(None));
