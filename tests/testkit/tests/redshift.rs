@@ -1036,6 +1036,9 @@ async fn alter_column_type_is_refused_in_a_transaction_block() {
     d.exec("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)")
         .await
         .unwrap();
+    // Only a VARCHAR's size changes in place.
+    let (code, _) = refused(&d, "ALTER TABLE t ALTER COLUMN v TYPE bigint").await;
+    assert_eq!(code, "0A000");
     assert_eq!(
         d.texts("SELECT character_maximum_length FROM information_schema.columns WHERE table_name = 't'")
             .await,
@@ -1109,6 +1112,31 @@ async fn varbyte_and_input_row_limits() {
     assert_eq!(code, "22023");
     let (code, _) = refused(&d, "CREATE TABLE v (s varchar(65536))").await;
     assert_eq!(code, "22023");
+    // VARBYTE(n) holds n bytes, in the table and in a stage made LIKE it.
+    d.exec("CREATE TABLE vb (b varbyte(2)); CREATE TEMP TABLE stage (LIKE vb)")
+        .await
+        .unwrap();
+    d.put("vb.csv", b"\"0a0b\"\n\"0a0b0c\"\n".to_vec()).await;
+    for table in ["vb", "stage"] {
+        let (code, _) = refused(
+            &d,
+            &format!("COPY {table} FROM '{}' {ROLE} CSV", d.url("vb.csv")),
+        )
+        .await;
+        assert_eq!(code, "XX000", "{table}");
+    }
+    let last = d
+        .texts(&format!(
+            "SELECT line_number, trim(colname), err_code FROM stl_load_errors WHERE trim(filename) = '{}'",
+            d.url("vb.csv")
+        ))
+        .await;
+    assert_eq!(
+        last,
+        vec![vec![Some("2".into()), Some("b".into()), Some("1204".into())]; 2]
+    );
+    let (code, _) = refused(&d, "INSERT INTO vb VALUES ('abc'::varbyte)").await;
+    assert_eq!(code, "23514");
     d.exec("CREATE TABLE t (a varchar(max), b varchar(max))")
         .await
         .unwrap();

@@ -393,7 +393,11 @@ impl Sess {
         columns: &[String],
     ) -> Result<Result<Vec<Column>, Refusal>> {
         let sql = format!(
-            "SELECT a.attname::text, t.typname::text, a.atttypmod::text, a.attnotnull::text \
+            "SELECT a.attname::text, t.typname::text, \
+             CASE WHEN t.typname = 'bytea' THEN coalesce((SELECT substring(pg_get_constraintdef(c.oid) FROM '<= ([0-9]+)')::int + 4 \
+               FROM pg_constraint c WHERE c.conrelid = a.attrelid AND c.contype = 'c' AND c.conkey = ARRAY[a.attnum] \
+               AND pg_get_constraintdef(c.oid) LIKE '%octet_length%' LIMIT 1), -1) ELSE a.atttypmod END::text, \
+             a.attnotnull::text \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             quote_literal(table)

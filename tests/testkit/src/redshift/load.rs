@@ -576,6 +576,10 @@ pub fn convert(
             if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ferr(1207, "Invalid hex value for a VARBYTE column"));
             }
+            // The column's VARBYTE(n), kept by the emulator as typmod n + 4.
+            if col.typmod > 4 && hex.len() / 2 > (col.typmod - 4) as usize {
+                return Err(ferr(1204, "Value length exceeds VARBYTE DDL length"));
+            }
             return Ok(Some(format!("\\x{hex}").into_bytes()));
         }
         _ => {}

@@ -349,6 +349,9 @@ pub struct Session {
     pub last_copy_id: i64,
 }
 
+/// `VARBYTE` without a length (VARBYTE type: "The default is 64,000").
+const VARBYTE_DEFAULT_BYTES: u64 = 64_000;
+
 /// The longest name Redshift accepts, in bytes.
 pub const MAX_NAME_BYTES: usize = 127;
 /// The longest name the PostgreSQL behind the emulator keeps (it cuts longer ones).
@@ -628,8 +631,20 @@ fn plan_alter(s: &Stmt, session: &Session) -> Action {
             k += 1;
         }
         if s.is(k + 1, "TYPE") {
+            let varchar = s.is(k + 2, "VARCHAR")
+                || s.is(k + 2, "NVARCHAR")
+                || (s.is(k + 2, "CHARACTER") && s.is(k + 3, "VARYING"));
+            if !varchar {
+                return Action::Refuse(refuse(
+                    "0A000",
+                    format!(
+                        "ALTER TABLE ALTER COLUMN TYPE changes only the size of a VARCHAR column in Amazon Redshift, not to {}",
+                        s.text(k + 2).to_ascii_uppercase()
+                    ),
+                ));
+            }
             let mut edits = Vec::new();
-            return match column_type(s, k + 2, s.toks.len(), &mut edits) {
+            return match column_type(s, k + 2, s.toks.len(), None, &mut edits) {
                 Ok(_) => Action::NoTransactionBlock(
                     apply(s.sql, edits, s, session),
                     refuse(
@@ -703,7 +718,15 @@ fn rewrite_create_table(s: &Stmt, mut i: usize) -> Result<Vec<Edit>, Refusal> {
             edits.push((start, end, String::new()));
             continue;
         }
-        if s.is(first, "LIKE") || s.is(first, "CHECK") {
+        if s.is(first, "LIKE") {
+            // Redshift's LIKE copies VARBYTE(n), which here is a CHECK.
+            if let Some((_, after)) = s.name_at(first + 1) {
+                let end = s.toks[after - 1].end;
+                edits.push((end, end, " INCLUDING CONSTRAINTS".into()));
+            }
+            continue;
+        }
+        if s.is(first, "CHECK") {
             continue;
         }
         column_def(s, a, b, &mut edits)?;
@@ -746,7 +769,7 @@ fn strip_table_attributes(s: &Stmt, from: usize, edits: &mut Vec<Edit>) {
 
 /// One column definition from `a` (its name) to `b` (exclusive).
 fn column_def(s: &Stmt, a: usize, b: usize, edits: &mut Vec<Edit>) -> Result<(), Refusal> {
-    let after_type = column_type(s, a + 1, b, edits)?;
+    let after_type = column_type(s, a + 1, b, Some(s.text(a)), edits)?;
     let mut k = after_type;
     while k < b {
         let start = k;
@@ -781,8 +804,15 @@ fn column_def(s: &Stmt, a: usize, b: usize, edits: &mut Vec<Edit>) -> Result<(),
     Ok(())
 }
 
-/// The type starting at token `i`; pushes its rewrite and returns the index after it.
-fn column_type(s: &Stmt, i: usize, b: usize, edits: &mut Vec<Edit>) -> Result<usize, Refusal> {
+/// The type starting at token `i` (of `column`, when defining one); pushes its rewrite
+/// and returns the index after it.
+fn column_type(
+    s: &Stmt,
+    i: usize,
+    b: usize,
+    column: Option<&str>,
+    edits: &mut Vec<Edit>,
+) -> Result<usize, Refusal> {
     if i >= b {
         return Ok(i);
     }
@@ -879,7 +909,14 @@ fn column_type(s: &Stmt, i: usize, b: usize, edits: &mut Vec<Edit>) -> Result<us
                     format!("length {n} for type varbyte must be between 1 and 16777216"),
                 ))
             }
-            _ => Some("bytea".to_string()),
+            // PostgreSQL's bytea has no length: a CHECK keeps it (COPY reads it back).
+            n => match column {
+                Some(c) => Some(format!(
+                    "bytea CHECK (octet_length({c}) <= {})",
+                    n.unwrap_or(VARBYTE_DEFAULT_BYTES)
+                )),
+                None => Some("bytea".to_string()),
+            },
         },
         other => {
             return Err(refuse(
@@ -1009,16 +1046,12 @@ mod tests {
         );
         assert_eq!(
             squash(&out),
-            "CREATE TABLE IF NOT EXISTS \"s\".\"t\" ( \"id\" BIGINT NOT NULL , \"v\" varchar(40) , \"j\" jsonb, \"b\" bytea, \"d\" numeric(18,0), \"t\" varchar(256) )"
+            "CREATE TABLE IF NOT EXISTS \"s\".\"t\" ( \"id\" BIGINT NOT NULL , \"v\" varchar(40) , \"j\" jsonb, \"b\" bytea CHECK (octet_length(\"b\") <= 100), \"d\" numeric(18,0), \"t\" varchar(256) )"
         );
         let out = forward("create temp table x (a int primary key, b char(3) unique references y(z)) diststyle auto sortkey auto backup no");
         assert_eq!(squash(&out), "create temp table x (a int , b char(3) )");
         let out = forward("CREATE TABLE x (PRIMARY KEY (a), a int, CONSTRAINT u UNIQUE (a))");
         assert_eq!(squash(&out), "CREATE TABLE x ( a int)");
-        assert_eq!(
-            forward("CREATE TEMP TABLE s (LIKE t)"),
-            "CREATE TEMP TABLE s (LIKE t)"
-        );
         assert_eq!(
             squash(&forward("CREATE TABLE v (c VARCHAR(MAX), d VARCHAR)")),
             "CREATE TABLE v (c varchar(65535), d varchar(256))"
@@ -1095,6 +1128,10 @@ mod tests {
             "ALTER TABLE t ADD COLUMN c jsonb"
         );
         assert_eq!(
+            refused("ALTER TABLE t ALTER COLUMN c TYPE bigint").code,
+            "0A000"
+        );
+        assert_eq!(
             plan(
                 "ALTER TABLE t ALTER COLUMN c TYPE VARCHAR(MAX)",
                 &Session::default()
@@ -1150,8 +1187,16 @@ mod tests {
             "22023"
         );
         assert_eq!(
-            squash(&forward("CREATE TABLE t (b VARBYTE(16777216))")),
-            "CREATE TABLE t (b bytea)"
+            squash(&forward("CREATE TABLE t (b VARBYTE(16777216), \"C\" varbyte)")),
+            "CREATE TABLE t (b bytea CHECK (octet_length(b) <= 16777216), \"c\" bytea CHECK (octet_length(\"c\") <= 64000))"
+        );
+        assert_eq!(
+            forward("CREATE TEMP TABLE s (LIKE t)"),
+            "CREATE TEMP TABLE s (LIKE t INCLUDING CONSTRAINTS)"
+        );
+        assert_eq!(
+            forward("ALTER TABLE t ADD COLUMN b VARBYTE(10)"),
+            "ALTER TABLE t ADD COLUMN b bytea CHECK (octet_length(b) <= 10)"
         );
         assert_eq!(
             refused("CREATE VIEW v AS SELECT a FROM s.t WITH NO SCHEMA BINDING").code,
