@@ -20,5 +20,6 @@ mod stage;
 mod status;
 mod support;
 mod sync;
+mod template;
 mod tls;
 mod users;

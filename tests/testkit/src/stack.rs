@@ -79,6 +79,7 @@ impl Stack {
             backend_user: warehouse.user().to_string(),
             s3: moto.s3_client().await,
             serverless: false,
+            iam_role: None,
         })
         .await
         .context("Redshift emulator")?;
@@ -88,6 +89,7 @@ impl Stack {
             backend_user: warehouse.user().to_string(),
             s3: moto.s3_client().await,
             serverless: true,
+            iam_role: None,
         })
         .await
         .context("Redshift emulator (serverless)")?;

@@ -1097,3 +1097,235 @@ async fn infinite_dates_and_nan_numbers_are_refused() {
         assert_eq!(rows, vec![vec![Some(reason.to_string())]], "{column}");
     }
 }
+
+// ---------------------------------------------------------------- strictness
+
+#[tokio::test]
+async fn quoted_names_fold_to_lower_case_and_names_over_127_bytes_are_refused() {
+    let d = db().await;
+    d.exec("CREATE TABLE \"Orders\" (\"Id\" int, \"Note\" varchar(10))")
+        .await
+        .unwrap();
+    d.exec("INSERT INTO \"ORDERS\" (\"ID\", note) VALUES (1, 'a')")
+        .await
+        .unwrap();
+    assert_eq!(
+        d.texts("SELECT table_name, string_agg(column_name, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' AND table_name ILIKE 'orders' GROUP BY 1")
+            .await,
+        vec![vec![Some("orders".into()), Some("id,note".into())]]
+    );
+    let (code, message) =
+        refused(&d, &format!("CREATE TABLE \"{}\" (a int)", "n".repeat(128))).await;
+    assert_eq!(code, "42622", "{message}");
+    assert!(message.contains("at most 127 bytes"), "{message}");
+    // 64 to 127 bytes: valid in Redshift; the emulator refuses rather than cut the name.
+    let (code, message) = refused(&d, &format!("CREATE TABLE {} (a int)", "n".repeat(64))).await;
+    assert_eq!(code, "0A000", "{message}");
+    d.exec(&format!("CREATE TABLE {} (a int)", "n".repeat(63)))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn alter_column_type_is_refused_in_a_transaction_block() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (v varchar(4))").await.unwrap();
+    let (code, message) = refused(&d, "BEGIN; ALTER TABLE t ALTER COLUMN v TYPE varchar(8)").await;
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        (
+            "25001",
+            "ALTER TABLE ALTER COLUMN cannot run inside a transaction block"
+        )
+    );
+    d.exec("ROLLBACK").await.unwrap();
+    // Through the extended protocol too.
+    d.exec("BEGIN").await.unwrap();
+    let e =
+        d.rs.execute("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)", &[])
+            .await
+            .unwrap_err();
+    assert_eq!(error_parts(e).0, "25001");
+    d.exec("ROLLBACK").await.unwrap();
+    d.exec("ALTER TABLE t ALTER COLUMN v TYPE varchar(8)")
+        .await
+        .unwrap();
+    // Only a VARCHAR's size changes in place.
+    let (code, _) = refused(&d, "ALTER TABLE t ALTER COLUMN v TYPE bigint").await;
+    assert_eq!(code, "0A000");
+    assert_eq!(
+        d.texts("SELECT character_maximum_length FROM information_schema.columns WHERE table_name = 't'")
+            .await,
+        vec![vec![Some("8".into())]]
+    );
+}
+
+#[tokio::test]
+async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_configured() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (id int)").await.unwrap();
+    d.put("f.csv", b"1\n".to_vec()).await;
+    for bad in [
+        "redshift-copy",
+        "arn:aws:iam::1234:role/r",
+        "arn:aws:iam::123456789012:user/u",
+    ] {
+        let (code, message) = refused(
+            &d,
+            &format!("COPY t FROM '{}' IAM_ROLE '{bad}' CSV", d.url("f.csv")),
+        )
+        .await;
+        assert_eq!(code, "XX000");
+        assert!(message.starts_with("Invalid IAM_ROLE ARN"), "{message}");
+    }
+    d.exec(&format!(
+        "COPY t FROM '{}' IAM_ROLE default CSV",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
+    // An emulator that knows the stack's role refuses any other.
+    let role = "arn:aws:iam::123456789012:role/stack-copy";
+    let strict = testkit::redshift::RedshiftEmulator::start(testkit::redshift::EmulatorConfig {
+        backend_host: d.stack.warehouse.host().to_string(),
+        backend_port: d.stack.warehouse.port(),
+        backend_user: d.stack.warehouse.user().to_string(),
+        s3: d.stack.moto.s3_client().await,
+        serverless: false,
+        iam_role: Some(role.into()),
+    })
+    .await
+    .unwrap();
+    let rs = testkit::pg::connect_url(&strict.url(&d.name))
+        .await
+        .unwrap();
+    let e = rs
+        .batch_execute(&format!("COPY t FROM '{}' {ROLE} CSV", d.url("f.csv")))
+        .await
+        .unwrap_err();
+    let (code, message) = error_parts(e);
+    assert_eq!(code, "XX000");
+    assert!(
+        message.ends_with(
+            "is not authorized to assume IAM Role arn:aws:iam::123456789012:role/redshift-copy"
+        ),
+        "{message}"
+    );
+    rs.batch_execute(&format!(
+        "COPY t FROM '{}' IAM_ROLE '{role}' CSV",
+        d.url("f.csv")
+    ))
+    .await
+    .unwrap();
+    assert_eq!(d.count("t").await, 2);
+}
+
+#[tokio::test]
+async fn varbyte_and_input_row_limits() {
+    let d = db().await;
+    let (code, _) = refused(&d, "CREATE TABLE v (b varbyte(16777217))").await;
+    assert_eq!(code, "22023");
+    let (code, _) = refused(&d, "CREATE TABLE v (s varchar(65536))").await;
+    assert_eq!(code, "22023");
+    // VARBYTE(n) holds n bytes, in the table and in a stage made LIKE it.
+    d.exec("CREATE TABLE vb (b varbyte(2)); CREATE TEMP TABLE stage (LIKE vb)")
+        .await
+        .unwrap();
+    d.put("vb.csv", b"\"0a0b\"\n\"0a0b0c\"\n".to_vec()).await;
+    for table in ["vb", "stage"] {
+        let (code, _) = refused(
+            &d,
+            &format!("COPY {table} FROM '{}' {ROLE} CSV", d.url("vb.csv")),
+        )
+        .await;
+        assert_eq!(code, "XX000", "{table}");
+    }
+    let last = d
+        .texts(&format!(
+            "SELECT line_number, trim(colname), err_code FROM stl_load_errors WHERE trim(filename) = '{}'",
+            d.url("vb.csv")
+        ))
+        .await;
+    assert_eq!(
+        last,
+        vec![vec![Some("2".into()), Some("b".into()), Some("1204".into())]; 2]
+    );
+    let (code, _) = refused(&d, "INSERT INTO vb VALUES ('abc'::varbyte)").await;
+    assert_eq!(code, "23514");
+    d.exec("CREATE TABLE t (a varchar(max), b varchar(max))")
+        .await
+        .unwrap();
+    // Each value fits its column, the row does not fit 4 MB.
+    let half = "x".repeat(2 * 1024 * 1024);
+    d.put("big.csv", format!("\"{half}\",\"{half}\"\n").into_bytes())
+        .await;
+    let (code, _) = refused(
+        &d,
+        &format!("COPY t FROM '{}' {ROLE} CSV", d.url("big.csv")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    let last = d
+        .texts("SELECT err_code, trim(err_reason) FROM stl_load_errors ORDER BY starttime DESC LIMIT 1")
+        .await;
+    assert!(last[0][1].as_deref().unwrap().contains("4 MB"), "{last:?}");
+}
+
+#[tokio::test]
+async fn real_double_time_and_numeric_values_are_checked() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (r real, f double precision, tm time, tz timetz, n decimal(10,2))")
+        .await
+        .unwrap();
+    d.put(
+        "ok.csv",
+        b"1.5,-1.0E4,04:05:06.789,04:05:06+02,12.34\n".to_vec(),
+    )
+    .await;
+    d.exec(&format!("COPY t FROM '{}' {ROLE} CSV", d.url("ok.csv")))
+        .await
+        .unwrap();
+    for (file, body, col) in [
+        ("a.csv", "1e39,1,04:05,04:05,1\n", "r"),
+        ("b.csv", "1,1;5,04:05,04:05,1\n", "f"),
+        ("c.csv", "1,1,allballs,04:05,1\n", "tm"),
+        ("d.csv", "1,1,04:05,now,1\n", "tz"),
+        ("e.csv", "1,1,04:05,04:05,NaN\n", "n"),
+    ] {
+        d.put(file, body.as_bytes().to_vec()).await;
+        let (code, _) = refused(&d, &format!("COPY t FROM '{}' {ROLE} CSV", d.url(file))).await;
+        assert_eq!(code, "XX000", "{file}");
+        let last = d
+            .texts(&format!(
+                "SELECT trim(colname) FROM stl_load_errors WHERE trim(filename) = '{}'",
+                d.url(file)
+            ))
+            .await;
+        assert_eq!(last, vec![vec![Some(col.to_string())]], "{file}");
+    }
+    assert_eq!(d.count("t").await, 1);
+}
+
+#[tokio::test]
+async fn drop_table_with_a_dependent_view_fails_unless_cascade() {
+    let d = db().await;
+    d.exec("CREATE TABLE t (a int); CREATE VIEW v AS SELECT a FROM t")
+        .await
+        .unwrap();
+    let (code, message) = refused(&d, "DROP TABLE t").await;
+    assert_eq!(code, "2BP01");
+    assert!(message.contains("other objects depend on it"), "{message}");
+    d.exec("DROP TABLE t CASCADE").await.unwrap();
+    assert_eq!(
+        d.texts("SELECT count(*) FROM pg_views WHERE viewname = 'v'")
+            .await,
+        vec![vec![Some("0".into())]]
+    );
+    d.exec("CREATE TABLE t (a int)").await.unwrap();
+    let (code, _) = refused(
+        &d,
+        "CREATE VIEW lb AS SELECT a FROM public.t WITH NO SCHEMA BINDING",
+    )
+    .await;
+    assert_eq!(code, "0A000");
+}

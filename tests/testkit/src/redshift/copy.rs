@@ -279,7 +279,7 @@ impl Sess {
         from: &str,
         options: &[(String, Option<String>)],
     ) -> Result<bool> {
-        let spec = match load::spec(options) {
+        let spec = match load::spec(options, self.shared.cfg.iam_role.as_deref()) {
             Ok(s) => s,
             Err(r) => return self.raise(&r).await,
         };
@@ -398,7 +398,11 @@ impl Sess {
         columns: &[String],
     ) -> Result<Result<Vec<Column>, Refusal>> {
         let sql = format!(
-            "SELECT a.attname::text, t.typname::text, a.atttypmod::text, a.attnotnull::text \
+            "SELECT a.attname::text, t.typname::text, \
+             CASE WHEN t.typname = 'bytea' THEN coalesce((SELECT substring(pg_get_constraintdef(c.oid) FROM '<= ([0-9]+)')::int + 4 \
+               FROM pg_constraint c WHERE c.conrelid = a.attrelid AND c.contype = 'c' AND c.conkey = ARRAY[a.attnum] \
+               AND pg_get_constraintdef(c.oid) LIKE '%octet_length%' LIMIT 1), -1) ELSE a.atttypmod END::text, \
+             a.attnotnull::text \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = to_regclass({}) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
             quote_literal(table)
@@ -770,14 +774,17 @@ mod tests {
 
     #[test]
     fn backend_errors_get_redshift_reasons() {
-        let spec = load::spec(&[
-            (
-                "IAM_ROLE".to_string(),
-                Some("arn:aws:iam::1:role/r".to_string()),
-            ),
-            ("CSV".to_string(), None),
-            ("TIMEFORMAT".to_string(), Some("auto".to_string())),
-        ])
+        let spec = load::spec(
+            &[
+                (
+                    "IAM_ROLE".to_string(),
+                    Some("arn:aws:iam::123456789012:role/r".to_string()),
+                ),
+                ("CSV".to_string(), None),
+                ("TIMEFORMAT".to_string(), Some("auto".to_string())),
+            ],
+            None,
+        )
         .unwrap();
         let col = |typname: &str| Column {
             name: "c".into(),

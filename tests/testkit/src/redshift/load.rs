@@ -39,8 +39,57 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// Checks and collects the options of a COPY from S3.
-pub fn spec(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
+/// `IAM_ROLE default`, or a role ARN (`arn:aws:iam::<12 digits>:role/<path/name>`;
+/// a chain is comma-separated). With `cluster_role`, the (first) role must be that one:
+/// a cluster assumes only the roles associated with it.
+pub fn check_role(value: &str, cluster_role: Option<&str>) -> Result<(), Refusal> {
+    if value == "DEFAULT" {
+        return Ok(());
+    }
+    let chain: Vec<&str> = value.split(',').collect();
+    if let Some(bad) = chain.iter().find(|arn| !is_role_arn(arn)) {
+        return Err(refuse(
+            "XX000",
+            format!("Invalid IAM_ROLE ARN '{bad}': expected arn:aws:iam::<12-digit account id>:role/<name>, or IAM_ROLE default"),
+        ));
+    }
+    match cluster_role {
+        Some(r) if r != chain[0] => Err(refuse(
+            "XX000",
+            format!(
+                "User arn:aws:redshift:emulator:dbuser:cluster/loader is not authorized to assume IAM Role {}",
+                chain[0]
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn is_role_arn(arn: &str) -> bool {
+    let Some(rest) = ["arn:aws:iam::", "arn:aws-cn:iam::", "arn:aws-us-gov:iam::"]
+        .iter()
+        .find_map(|p| arn.strip_prefix(p))
+    else {
+        return false;
+    };
+    let Some((account, name)) = rest.split_once(":role/") else {
+        return false;
+    };
+    account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && !name.is_empty()
+        && !name.ends_with('/')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-/".contains(&b))
+}
+
+/// Checks and collects the options of a COPY from S3 (`cluster_role`: see
+/// [`check_role`]).
+pub fn spec(
+    options: &[(String, Option<String>)],
+    cluster_role: Option<&str>,
+) -> Result<CopySpec, Refusal> {
     let mut spec = CopySpec {
         manifest: false,
         compression: Compression::None,
@@ -62,10 +111,7 @@ pub fn spec(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
         let v = value.as_deref();
         match name.as_str() {
             "IAM_ROLE" => {
-                match v {
-                    Some(arn) if arn == "DEFAULT" || arn.starts_with("arn:aws") && arn.contains(":role/") => {}
-                    _ => return Err(refuse("XX000", format!("Invalid IAM_ROLE {:?}: expected 'arn:aws:iam::<account>:role/<name>' or default", v.unwrap_or("")))),
-                }
+                check_role(v.unwrap_or(""), cluster_role)?;
                 role = true;
             }
             "ACCESS_KEY_ID" | "SECRET_ACCESS_KEY" | "SESSION_TOKEN" | "CREDENTIALS" | "WITH" => {
@@ -523,6 +569,19 @@ pub fn convert(
             }
         }
         "date" | "timestamp" | "timestamptz" => return date_time(col, value, spec),
+        "time" | "timetz" => {
+            // PostgreSQL's special words are not times to Redshift.
+            let t = value.trim().to_ascii_lowercase();
+            if matches!(t.as_str(), "allballs" | "now")
+                || !t.starts_with(|c: char| c.is_ascii_digit())
+            {
+                return Err(ferr(
+                    1206,
+                    format!("Invalid time format or value '{value}'"),
+                ));
+            }
+        }
+        "float4" | "float8" => float(col, value)?,
         "jsonb" => {
             if serde_json::from_str::<serde_json::Value>(value).is_err() {
                 return Err(ferr(1224, "Invalid JSON value for a SUPER column"));
@@ -536,11 +595,51 @@ pub fn convert(
             if hex.len() % 2 != 0 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ferr(1207, "Invalid hex value for a VARBYTE column"));
             }
+            // The column's VARBYTE(n), kept by the emulator as typmod n + 4.
+            if col.typmod > 4 && hex.len() / 2 > (col.typmod - 4) as usize {
+                return Err(ferr(1204, "Value length exceeds VARBYTE DDL length"));
+            }
             return Ok(Some(format!("\\x{hex}").into_bytes()));
         }
         _ => {}
     }
     Ok(Some(text.into_bytes()))
+}
+
+/// REAL and DOUBLE PRECISION: plain (`12.123`) or exponent (`1.0E4`) notation within
+/// the type's range. NaN and the infinities are left to the backend.
+fn float(col: &Column, value: &str) -> Result<(), FieldError> {
+    let t = value.trim();
+    let bare = t.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    if matches!(bare.as_str(), "nan" | "inf" | "infinity") {
+        return Ok(());
+    }
+    let (name, max) = if col.typname == "float4" {
+        ("Float", f32::MAX as f64)
+    } else {
+        ("Double", f64::MAX)
+    };
+    let (mantissa, exponent) = match bare.split_once('e') {
+        Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
+        None => (bare.as_str(), None),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let well_formed = (!int.is_empty() || !frac.is_empty())
+        && digits(int)
+        && digits(frac)
+        && exponent.is_none_or(|e| !e.is_empty() && digits(e))
+        && t.len() - bare.len() <= 1;
+    if !well_formed {
+        return Err(ferr(
+            1207,
+            format!("Invalid digit, Value '{t}', Pos 0, Type: {name}"),
+        ));
+    }
+    match t.parse::<f64>() {
+        Ok(n) if n.is_finite() && n.abs() <= max => Ok(()),
+        _ => Err(ferr(1207, format!("Overflow for {name}, Value '{t}'"))),
+    }
 }
 
 /// DATE, TIMESTAMP and TIMESTAMPTZ by `DATEFORMAT` / `TIMEFORMAT`.
@@ -603,6 +702,9 @@ fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+/// "The maximum size of a single input row from any source is 4 MB" (COPY data sources).
+pub const MAX_ROW_BYTES: usize = 4 * 1024 * 1024;
+
 /// Converts one record to a line of PostgreSQL CSV for `cols`, or says why it cannot
 /// load. Nothing is appended on failure.
 pub fn encode_record(
@@ -611,6 +713,19 @@ pub fn encode_record(
     spec: &CopySpec,
     out: &mut Vec<u8>,
 ) -> Result<(), CsvError> {
+    // The row's values and delimiters (quotes not counted).
+    let size: usize = rec.fields.iter().map(|f| f.bytes.len() + 1).sum();
+    if size > MAX_ROW_BYTES {
+        return Err(CsvError {
+            line: rec.line,
+            raw: rec.raw.clone(),
+            code: 1204,
+            reason: format!(
+                "Input row of {size} bytes exceeds the maximum of 4 MB for a single input row"
+            ),
+            field: None,
+        });
+    }
     if rec.fields.len() != cols.len() {
         let (code, reason) = if rec.fields.len() > cols.len() {
             (1202, "Extra column(s) found")
@@ -680,9 +795,51 @@ mod tests {
             .collect()
     }
 
+    fn spec_any(options: &[(String, Option<String>)]) -> Result<CopySpec, Refusal> {
+        spec(options, None)
+    }
+
+    #[test]
+    fn iam_role_is_an_arn_or_default_and_the_cluster_role_when_set() {
+        for ok in [
+            "DEFAULT",
+            "arn:aws:iam::123456789012:role/redshift-copy",
+            "arn:aws:iam::123456789012:role/service-role/a.b@c",
+            "arn:aws:iam::123456789012:role/a,arn:aws:iam::210987654321:role/b",
+        ] {
+            assert_eq!(check_role(ok, None), Ok(()), "{ok}");
+        }
+        for bad in [
+            "",
+            "redshift-copy",
+            "arn:aws:iam::1:role/r",
+            "arn:aws:iam::123456789012:user/r",
+            "arn:aws:iam::123456789012:role/",
+            "arn:aws:s3:::123456789012:role/r",
+            "arn:aws:iam::123456789012:role/a b",
+        ] {
+            let r = check_role(bad, None).unwrap_err();
+            assert_eq!(r.code, "XX000");
+            assert!(
+                r.message.starts_with("Invalid IAM_ROLE ARN"),
+                "{bad}: {r:?}"
+            );
+        }
+        let mine = "arn:aws:iam::123456789012:role/copy";
+        assert_eq!(check_role(mine, Some(mine)), Ok(()));
+        assert_eq!(check_role("DEFAULT", Some(mine)), Ok(()));
+        let r = check_role("arn:aws:iam::123456789012:role/other", Some(mine)).unwrap_err();
+        assert!(
+            r.message.contains(
+                "is not authorized to assume IAM Role arn:aws:iam::123456789012:role/other"
+            ),
+            "{r:?}"
+        );
+    }
+
     fn csv_spec() -> CopySpec {
-        spec(&opts(&[
-            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+        spec_any(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
             ("CSV", None),
             ("NULL", Some("\\N")),
         ]))
@@ -691,22 +848,25 @@ mod tests {
 
     #[test]
     fn options_need_a_role_and_csv_and_refuse_keys() {
-        assert!(spec(&opts(&[("CSV", None)]))
+        assert!(spec_any(&opts(&[("CSV", None)]))
             .unwrap_err()
             .message
             .contains("IAM_ROLE"));
         assert!(
-            spec(&opts(&[("CSV", None), ("ACCESS_KEY_ID", Some("AKIA"))]))
+            spec_any(&opts(&[("CSV", None), ("ACCESS_KEY_ID", Some("AKIA"))]))
                 .unwrap_err()
                 .message
                 .contains("use IAM_ROLE")
         );
-        assert!(spec(&opts(&[("IAM_ROLE", Some("arn:aws:iam::1:role/r"))]))
-            .unwrap_err()
-            .message
-            .contains("CSV"));
-        let s = spec(&opts(&[
-            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+        assert!(spec_any(&opts(&[(
+            "IAM_ROLE",
+            Some("arn:aws:iam::123456789012:role/r")
+        )]))
+        .unwrap_err()
+        .message
+        .contains("CSV"));
+        let s = spec_any(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
             ("FORMAT", Some("CSV")),
             ("GZIP", None),
             ("MANIFEST", None),
@@ -720,8 +880,8 @@ mod tests {
             (s.compression, s.manifest, s.delimiter, s.ignore_header),
             (Compression::Gzip, true, b'|', 2)
         );
-        assert!(spec(&opts(&[
-            ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+        assert!(spec_any(&opts(&[
+            ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
             ("CSV", None),
             ("BOGUS", None)
         ]))
@@ -816,9 +976,12 @@ mod tests {
     #[test]
     fn dates_and_timestamps_follow_dateformat_and_timeformat() {
         let with = |extra: &[(&str, Option<&str>)]| {
-            let mut o = vec![("IAM_ROLE", Some("arn:aws:iam::1:role/r")), ("CSV", None)];
+            let mut o = vec![
+                ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
+                ("CSV", None),
+            ];
             o.extend_from_slice(extra);
-            spec(&opts(&o)).unwrap()
+            spec_any(&opts(&o)).unwrap()
         };
         let ts = col("timestamp", -1, false);
         let tz = col("timestamptz", -1, false);
@@ -878,14 +1041,67 @@ mod tests {
         assert_eq!(run(&date, "Feb 29 2024", &us).unwrap(), "2024-02-29");
         assert_eq!(run(&date, "Feb 30 2024", &us).unwrap_err().code, 1205);
         assert!(
-            spec(&opts(&[
-                ("IAM_ROLE", Some("arn:aws:iam::1:role/r")),
+            spec_any(&opts(&[
+                ("IAM_ROLE", Some("arn:aws:iam::123456789012:role/r")),
                 ("CSV", None),
                 ("DATEFORMAT", Some("epochsecs")),
             ]))
             .is_err(),
             "epochs are for TIMEFORMAT only"
         );
+    }
+
+    #[test]
+    fn floats_times_numeric_nan_and_row_size_are_checked() {
+        let real = col("float4", -1, false);
+        let double = col("float8", -1, false);
+        for ok in ["12.123", "-1.0E4", "+.5", "3e-2", "7", "1e38"] {
+            assert_eq!(conv(&real, ok, false), Ok(Some(ok.into())), "{ok}");
+        }
+        for bad in ["1,5", "abc", "1e", "--1", "0x10", "1.2.3", "."] {
+            assert_eq!(conv(&double, bad, false).unwrap_err().code, 1207, "{bad}");
+        }
+        assert!(conv(&real, "1e39", false)
+            .unwrap_err()
+            .reason
+            .contains("Overflow"));
+        assert_eq!(conv(&double, "1e39", false), Ok(Some("1e39".into())));
+        let time = col("time", -1, false);
+        assert_eq!(
+            conv(&time, "04:05:06.5", false),
+            Ok(Some("04:05:06.5".into()))
+        );
+        assert_eq!(conv(&time, "allballs", false).unwrap_err().code, 1206);
+        assert_eq!(
+            conv(&col("timetz", -1, false), "now", false)
+                .unwrap_err()
+                .code,
+            1206
+        );
+        // No NaN in DECIMAL.
+        assert_eq!(
+            conv(&col("numeric", -1, false), "NaN", false)
+                .unwrap_err()
+                .code,
+            1207
+        );
+        // A row over 4 MB.
+        let big = Record {
+            line: 1,
+            raw: vec![b'a'; 1024],
+            fields: vec![Field {
+                bytes: vec![b'a'; MAX_ROW_BYTES],
+                quoted: false,
+            }],
+        };
+        let e = encode_record(
+            &big,
+            &[col("varchar", -1, false)],
+            &csv_spec(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+        assert!(e.reason.contains("4 MB"), "{e:?}");
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct EmulatorConfig {
     /// Act as Redshift Serverless: load errors go to `sys_load_error_detail` (its
     /// documented columns; no raw value) and there is no `stl_load_errors`.
     pub serverless: bool,
+    /// The role the cluster may assume (the stack's COPY role): a COPY naming another
+    /// role fails as on a cluster the role is not associated with. `None`: any role
+    /// ARN of the right form is accepted.
+    pub iam_role: Option<String>,
 }
 
 #[derive(Debug)]
@@ -378,6 +382,14 @@ impl Sess {
                     self.relay_without_ready().await?
                 }
                 Action::Refuse(r) => self.raise(&r).await?,
+                Action::NoTransactionBlock(s, r) => {
+                    if self.status != b'I' {
+                        self.raise(&r).await?
+                    } else {
+                        wire::write(&mut self.backend, &[wire::query(&s)]).await?;
+                        self.relay_without_ready().await?
+                    }
+                }
                 Action::Truncate(s) => {
                     self.implicit_commit().await?;
                     wire::write(&mut self.backend, &[wire::query(&s)]).await?;
@@ -429,6 +441,11 @@ impl Sess {
                     None
                 }
                 Action::Refuse(r) => Some(r),
+                Action::NoTransactionBlock(_, r) if self.status != b'I' => Some(r),
+                Action::NoTransactionBlock(s, _) => {
+                    p.sql = s;
+                    None
+                }
                 Action::Truncate(s) => {
                     self.implicit_commit().await?;
                     p.sql = s;

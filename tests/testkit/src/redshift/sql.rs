@@ -337,6 +337,9 @@ pub enum Action {
         target: String,
         source: String,
     },
+    /// A statement Redshift refuses inside a transaction block (the refusal); outside
+    /// one, this SQL is sent.
+    NoTransactionBlock(String, Refusal),
 }
 
 /// Per-session values the rewrites substitute.
@@ -346,8 +349,75 @@ pub struct Session {
     pub last_copy_id: i64,
 }
 
+/// `VARBYTE` without a length (VARBYTE type: "The default is 64,000").
+const VARBYTE_DEFAULT_BYTES: u64 = 64_000;
+
+/// The longest name Redshift accepts, in bytes.
+pub const MAX_NAME_BYTES: usize = 127;
+/// The longest name the PostgreSQL behind the emulator keeps (it cuts longer ones).
+const BACKEND_NAME_BYTES: usize = 63;
+
+/// Redshift's names: ASCII letters of quoted identifiers fold to lower case too
+/// (`enable_case_sensitive_identifier` is off by default), and a name is 1 to 127 bytes.
+/// Folding keeps byte offsets, so the tokens stay valid for the folded text.
+pub fn fold_identifiers(sql: &str) -> Result<String, Refusal> {
+    let mut out = sql.as_bytes().to_vec();
+    for t in tokenize(sql) {
+        let name = match t.kind {
+            Kind::QuotedIdent => {
+                out[t.start..t.end].make_ascii_lowercase();
+                let inner = &sql[t.start..t.end];
+                let inner = inner.strip_prefix('"').unwrap_or(inner);
+                inner
+                    .strip_suffix('"')
+                    .unwrap_or(inner)
+                    .replace("\"\"", "\"")
+            }
+            Kind::Word => sql[t.start..t.end].to_string(),
+            _ => continue,
+        };
+        if name.len() > MAX_NAME_BYTES {
+            return Err(refuse(
+                "42622",
+                format!(
+                    "identifier \"{}...\" is {} bytes long: Amazon Redshift names are at most {MAX_NAME_BYTES} bytes",
+                    cut_name(&name, 40),
+                    name.len()
+                ),
+            ));
+        }
+        if name.len() > BACKEND_NAME_BYTES {
+            return Err(refuse(
+                "0A000",
+                format!(
+                    "identifier \"{}...\" is {} bytes long: valid in Amazon Redshift (up to {MAX_NAME_BYTES} bytes), but the Redshift emulator keeps names of at most {BACKEND_NAME_BYTES} bytes and refuses rather than cut it",
+                    cut_name(&name, 40),
+                    name.len()
+                ),
+            ));
+        }
+    }
+    Ok(String::from_utf8(out).expect("ASCII case folding keeps UTF-8 valid"))
+}
+
+fn cut_name(name: &str, max: usize) -> &str {
+    let mut end = max.min(name.len());
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
 /// Classifies and rewrites one statement.
 pub fn plan(sql: &str, session: &Session) -> Action {
+    let folded = match fold_identifiers(sql) {
+        Ok(f) => f,
+        Err(r) => return Action::Refuse(r),
+    };
+    plan_folded(&folded, session)
+}
+
+fn plan_folded(sql: &str, session: &Session) -> Action {
     let s = Stmt::new(sql);
     if s.toks.is_empty() {
         return Action::Forward(sql.to_string());
@@ -365,6 +435,12 @@ pub fn plan(sql: &str, session: &Session) -> Action {
                 return Action::Refuse(unsupported("INSERT ... ON CONFLICT"));
             }
         }
+    }
+    if first == "CREATE" && late_binding_view(&s) {
+        return Action::Refuse(refuse(
+            "0A000",
+            "late-binding views (WITH NO SCHEMA BINDING) are not emulated by the Redshift emulator",
+        ));
     }
     match first.as_str() {
         "COPY" => return plan_copy(&s),
@@ -397,9 +473,21 @@ pub fn plan(sql: &str, session: &Session) -> Action {
             }
         }
         "ALTER" if s.is(1, "TABLE") => return plan_alter(&s, session),
+
         _ => {}
     }
     Action::Forward(generic_rewrites(&s, session))
+}
+
+/// `CREATE [OR REPLACE] VIEW ... WITH NO SCHEMA BINDING`.
+fn late_binding_view(s: &Stmt) -> bool {
+    let n = s.toks.len();
+    n >= 4
+        && s.find_top(1, "VIEW").is_some()
+        && s.is(n - 4, "WITH")
+        && s.is(n - 3, "NO")
+        && s.is(n - 2, "SCHEMA")
+        && s.is(n - 1, "BINDING")
 }
 
 fn plan_copy(s: &Stmt) -> Action {
@@ -543,9 +631,27 @@ fn plan_alter(s: &Stmt, session: &Session) -> Action {
             k += 1;
         }
         if s.is(k + 1, "TYPE") {
+            let varchar = s.is(k + 2, "VARCHAR")
+                || s.is(k + 2, "NVARCHAR")
+                || (s.is(k + 2, "CHARACTER") && s.is(k + 3, "VARYING"));
+            if !varchar {
+                return Action::Refuse(refuse(
+                    "0A000",
+                    format!(
+                        "ALTER TABLE ALTER COLUMN TYPE changes only the size of a VARCHAR column in Amazon Redshift, not to {}",
+                        s.text(k + 2).to_ascii_uppercase()
+                    ),
+                ));
+            }
             let mut edits = Vec::new();
-            return match column_type(s, k + 2, s.toks.len(), &mut edits) {
-                Ok(_) => Action::Forward(apply(s.sql, edits, s, session)),
+            return match column_type(s, k + 2, s.toks.len(), None, &mut edits) {
+                Ok(_) => Action::NoTransactionBlock(
+                    apply(s.sql, edits, s, session),
+                    refuse(
+                        "25001",
+                        "ALTER TABLE ALTER COLUMN cannot run inside a transaction block",
+                    ),
+                ),
                 Err(r) => Action::Refuse(r),
             };
         }
@@ -612,7 +718,15 @@ fn rewrite_create_table(s: &Stmt, mut i: usize) -> Result<Vec<Edit>, Refusal> {
             edits.push((start, end, String::new()));
             continue;
         }
-        if s.is(first, "LIKE") || s.is(first, "CHECK") {
+        if s.is(first, "LIKE") {
+            // Redshift's LIKE copies VARBYTE(n), which here is a CHECK.
+            if let Some((_, after)) = s.name_at(first + 1) {
+                let end = s.toks[after - 1].end;
+                edits.push((end, end, " INCLUDING CONSTRAINTS".into()));
+            }
+            continue;
+        }
+        if s.is(first, "CHECK") {
             continue;
         }
         column_def(s, a, b, &mut edits)?;
@@ -655,7 +769,7 @@ fn strip_table_attributes(s: &Stmt, from: usize, edits: &mut Vec<Edit>) {
 
 /// One column definition from `a` (its name) to `b` (exclusive).
 fn column_def(s: &Stmt, a: usize, b: usize, edits: &mut Vec<Edit>) -> Result<(), Refusal> {
-    let after_type = column_type(s, a + 1, b, edits)?;
+    let after_type = column_type(s, a + 1, b, Some(s.text(a)), edits)?;
     let mut k = after_type;
     while k < b {
         let start = k;
@@ -690,8 +804,15 @@ fn column_def(s: &Stmt, a: usize, b: usize, edits: &mut Vec<Edit>) -> Result<(),
     Ok(())
 }
 
-/// The type starting at token `i`; pushes its rewrite and returns the index after it.
-fn column_type(s: &Stmt, i: usize, b: usize, edits: &mut Vec<Edit>) -> Result<usize, Refusal> {
+/// The type starting at token `i` (of `column`, when defining one); pushes its rewrite
+/// and returns the index after it.
+fn column_type(
+    s: &Stmt,
+    i: usize,
+    b: usize,
+    column: Option<&str>,
+    edits: &mut Vec<Edit>,
+) -> Result<usize, Refusal> {
     if i >= b {
         return Ok(i);
     }
@@ -781,7 +902,22 @@ fn column_type(s: &Stmt, i: usize, b: usize, edits: &mut Vec<Edit>) -> Result<us
             },
         },
         "SUPER" => Some("jsonb".to_string()),
-        "VARBYTE" | "VARBINARY" | "BINARY VARYING" => Some("bytea".to_string()),
+        "VARBYTE" | "VARBINARY" | "BINARY VARYING" => match num(0) {
+            Some(n) if !(1..=16_777_216).contains(&n) => {
+                return Err(refuse(
+                    "22023",
+                    format!("length {n} for type varbyte must be between 1 and 16777216"),
+                ))
+            }
+            // PostgreSQL's bytea has no length: a CHECK keeps it (COPY reads it back).
+            n => match column {
+                Some(c) => Some(format!(
+                    "bytea CHECK (octet_length({c}) <= {})",
+                    n.unwrap_or(VARBYTE_DEFAULT_BYTES)
+                )),
+                None => Some("bytea".to_string()),
+            },
+        },
         other => {
             return Err(refuse(
                 "0A000",
@@ -910,16 +1046,12 @@ mod tests {
         );
         assert_eq!(
             squash(&out),
-            "CREATE TABLE IF NOT EXISTS \"s\".\"t\" ( \"id\" BIGINT NOT NULL , \"v\" varchar(40) , \"j\" jsonb, \"b\" bytea, \"d\" numeric(18,0), \"t\" varchar(256) )"
+            "CREATE TABLE IF NOT EXISTS \"s\".\"t\" ( \"id\" BIGINT NOT NULL , \"v\" varchar(40) , \"j\" jsonb, \"b\" bytea CHECK (octet_length(\"b\") <= 100), \"d\" numeric(18,0), \"t\" varchar(256) )"
         );
         let out = forward("create temp table x (a int primary key, b char(3) unique references y(z)) diststyle auto sortkey auto backup no");
         assert_eq!(squash(&out), "create temp table x (a int , b char(3) )");
         let out = forward("CREATE TABLE x (PRIMARY KEY (a), a int, CONSTRAINT u UNIQUE (a))");
         assert_eq!(squash(&out), "CREATE TABLE x ( a int)");
-        assert_eq!(
-            forward("CREATE TEMP TABLE s (LIKE t)"),
-            "CREATE TEMP TABLE s (LIKE t)"
-        );
         assert_eq!(
             squash(&forward("CREATE TABLE v (c VARCHAR(MAX), d VARCHAR)")),
             "CREATE TABLE v (c varchar(65535), d varchar(256))"
@@ -996,8 +1128,21 @@ mod tests {
             "ALTER TABLE t ADD COLUMN c jsonb"
         );
         assert_eq!(
-            forward("ALTER TABLE t ALTER COLUMN c TYPE VARCHAR(MAX)"),
-            "ALTER TABLE t ALTER COLUMN c TYPE varchar(65535)"
+            refused("ALTER TABLE t ALTER COLUMN c TYPE bigint").code,
+            "0A000"
+        );
+        assert_eq!(
+            plan(
+                "ALTER TABLE t ALTER COLUMN c TYPE VARCHAR(MAX)",
+                &Session::default()
+            ),
+            Action::NoTransactionBlock(
+                "ALTER TABLE t ALTER COLUMN c TYPE varchar(65535)".into(),
+                refuse(
+                    "25001",
+                    "ALTER TABLE ALTER COLUMN cannot run inside a transaction block"
+                )
+            )
         );
         assert_eq!(
             plan("ALTER TABLE a.t APPEND FROM a.s", &Session::default()),
@@ -1010,6 +1155,57 @@ mod tests {
             plan("truncate t", &Session::default()),
             Action::Truncate(_)
         ));
+    }
+
+    #[test]
+    fn quoted_names_fold_to_lower_case_and_long_names_are_refused() {
+        assert_eq!(
+            forward("CREATE TABLE \"Shop\".\"Orders\" (\"Note \"\"X\"\"\" int, \"Été\" int)"),
+            "CREATE TABLE \"shop\".\"orders\" (\"note \"\"x\"\"\" int, \"Été\" int)"
+        );
+        assert_eq!(forward("SELECT 'Keep' AS \"K\""), "SELECT 'Keep' AS \"k\"");
+        let n127 = "a".repeat(127);
+        let r = refused(&format!("CREATE TABLE \"{n127}b\" (a int)"));
+        assert_eq!(r.code, "42622");
+        assert!(r.message.contains("128 bytes"), "{r:?}");
+        let r = refused(&format!("CREATE TABLE {n127}b (a int)"));
+        assert_eq!(r.code, "42622");
+        // 64 to 127 bytes: valid in Redshift, refused (never cut) by the emulator.
+        let r = refused(&format!("CREATE TABLE \"{}\" (a int)", "é".repeat(32)));
+        assert_eq!(r.code, "0A000");
+        assert!(r.message.contains("64 bytes"), "{r:?}");
+        assert_eq!(
+            forward(&format!("CREATE TABLE \"{}\" (a int)", "a".repeat(63))),
+            format!("CREATE TABLE \"{}\" (a int)", "a".repeat(63))
+        );
+    }
+
+    #[test]
+    fn varbyte_lengths_and_late_binding_views() {
+        assert_eq!(
+            refused("CREATE TABLE t (b VARBYTE(16777217))").code,
+            "22023"
+        );
+        assert_eq!(
+            squash(&forward("CREATE TABLE t (b VARBYTE(16777216), \"C\" varbyte)")),
+            "CREATE TABLE t (b bytea CHECK (octet_length(b) <= 16777216), \"c\" bytea CHECK (octet_length(\"c\") <= 64000))"
+        );
+        assert_eq!(
+            forward("CREATE TEMP TABLE s (LIKE t)"),
+            "CREATE TEMP TABLE s (LIKE t INCLUDING CONSTRAINTS)"
+        );
+        assert_eq!(
+            forward("ALTER TABLE t ADD COLUMN b VARBYTE(10)"),
+            "ALTER TABLE t ADD COLUMN b bytea CHECK (octet_length(b) <= 10)"
+        );
+        assert_eq!(
+            refused("CREATE VIEW v AS SELECT a FROM s.t WITH NO SCHEMA BINDING").code,
+            "0A000"
+        );
+        assert_eq!(
+            forward("CREATE VIEW v AS SELECT a FROM s.t"),
+            "CREATE VIEW v AS SELECT a FROM s.t"
+        );
     }
 
     #[test]
@@ -1034,7 +1230,7 @@ mod tests {
     #[test]
     fn copy_from_s3_is_parsed_with_its_options() {
         let action = plan(
-            "COPY \"s\".\"t\" (\"a\", \"b\") FROM 's3://bucket/run/manifest.json' IAM_ROLE 'arn:aws:iam::1:role/r' FORMAT AS CSV NULL AS '\\\\N' GZIP MANIFEST TIMEFORMAT 'auto' REGION 'eu-west-1' COMPUPDATE OFF STATUPDATE OFF IGNOREHEADER 1",
+            "COPY \"s\".\"t\" (\"a\", \"b\") FROM 's3://bucket/run/manifest.json' IAM_ROLE 'arn:aws:iam::123456789012:role/r' FORMAT AS CSV NULL AS '\\\\N' GZIP MANIFEST TIMEFORMAT 'auto' REGION 'eu-west-1' COMPUPDATE OFF STATUPDATE OFF IGNOREHEADER 1",
             &Session::default(),
         );
         let Action::CopyS3 {
@@ -1050,7 +1246,10 @@ mod tests {
         assert_eq!(columns, vec!["\"a\"", "\"b\""]);
         assert_eq!(from, "s3://bucket/run/manifest.json");
         let get = |n: &str| options.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-        assert_eq!(get("IAM_ROLE"), Some(Some("arn:aws:iam::1:role/r".into())));
+        assert_eq!(
+            get("IAM_ROLE"),
+            Some(Some("arn:aws:iam::123456789012:role/r".into()))
+        );
         assert_eq!(get("FORMAT"), Some(Some("CSV".into())));
         assert_eq!(get("NULL"), Some(Some("\\N".into())));
         assert_eq!(get("GZIP"), Some(None));
