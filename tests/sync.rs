@@ -492,6 +492,81 @@ async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
     }
 }
 
+/// A chunk is appended (no DELETE) only when the target provably holds none of its keys,
+/// asked inside the chunk's transaction: a chunk re-read after a crash between COMMIT
+/// and the mark, a row committed late behind the mark and an updated row all merge.
+#[tokio::test]
+async fn chunks_append_only_when_the_target_cannot_hold_their_keys() {
+    let w = World::with_own_source().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE items (id serial PRIMARY KEY, v text, updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             CREATE INDEX ON items (updated_at);
+             INSERT INTO items (v, updated_at) SELECT 'v' || i, '2024-01-01'::timestamptz + i * interval '1 second'
+               FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "append",
+            "  - source: public.items\n    import_chunk_size: 7\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    // Chunks 1 and 2 commit in Redshift; the mark stays after chunk 1.
+    let options = Options {
+        run_id: "crashing-after-commit".into(),
+        force: true,
+        observer: Some(std::sync::Arc::new(CrashAt {
+            step: sync::Step::Committed,
+            chunk: 2,
+        })),
+        ..Options::default()
+    };
+    let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+    assert!(outcomes[0].result.is_err());
+    // A writer holds row 31 uncommitted while others commit 32 to 41.
+    let held = w.source().await;
+    held.batch_execute("BEGIN; INSERT INTO items (v) VALUES ('held')")
+        .await
+        .unwrap();
+    w.source()
+        .await
+        .batch_execute("INSERT INTO items (v) SELECT 'later' FROM generate_series(1, 10)")
+        .await
+        .unwrap();
+    let report = ok(&run(&w, &job).await[0]).clone();
+    // Chunk 2 again (its keys are in the target: merged), then 15-21, 22-28, 29-30 and
+    // 32-36, 37-41 (past everything: appended).
+    assert_eq!(report.rows, 7 + 7 + 7 + 7 + 5, "{report:?}");
+    assert_eq!(
+        (report.chunks, report.chunks_appended),
+        (5, 4),
+        "{report:?}"
+    );
+    held.batch_execute("COMMIT").await.unwrap();
+    w.source()
+        .await
+        .batch_execute(
+            "UPDATE items SET v = 'changed', updated_at = clock_timestamp() WHERE id = 3",
+        )
+        .await
+        .unwrap();
+    let report = ok(&run(&w, &job).await[0]).clone();
+    // Row 31 committed late, and so did 32-41 for the snapshot that could not see 31
+    // (the catch-up reads them again), row 3 updated: every key is in the target.
+    assert_eq!((report.rows, report.late_rows), (12, 11), "{report:?}");
+    assert_eq!(report.chunks_appended, 0, "{report:?}");
+    assert_same(
+        &w,
+        "SELECT id, v, updated_at FROM items ORDER BY id",
+        "SELECT id, v, updated_at FROM analytics.items ORDER BY id",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
     let w = World::with_own_source().await;

@@ -12,7 +12,7 @@ use crate::source::query::{self, Chunk};
 use crate::source::snapshot::Unseen;
 use crate::stage::key;
 use crate::stage::upload::{GzipUpload, MIN_PART_BYTES};
-use crate::warehouse::load::{load_chunk, LoadError, Merge};
+use crate::warehouse::load::{load_chunk, Landed, LoadError, Merge};
 use crate::warehouse::sql::CopyFrom;
 
 /// What one chunk did.
@@ -178,7 +178,8 @@ impl Ctx<'_> {
         )
         .await;
         match loaded {
-            Ok(()) => {}
+            Ok(Landed::Appended) => report.chunks_appended += 1,
+            Ok(Landed::Merged) => {}
             Err(LoadError::Interrupted(e)) => {
                 return Err(match e.downcast::<SyncError>() {
                     Ok(e) => *e,

@@ -222,6 +222,10 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub reread_rows: u64,
     pub chunks: u64,
+    /// Of `chunks`, those inserted without deleting first: the target provably held none
+    /// of their keys (a first load, rows past everything loaded).
+    #[serde(default)]
+    pub chunks_appended: u64,
     pub bytes_staged: u64,
     /// The table has nothing left to read (as of this run).
     pub caught_up: bool,

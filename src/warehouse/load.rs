@@ -152,7 +152,9 @@ pub type BeforeCommitError = Box<dyn std::error::Error + Send + Sync>;
 /// How the chunk lands in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Merge<'a> {
-    /// Replace rows with the same key, then insert (INSERT_ONLY, INSERT_AND_UPDATE).
+    /// Replace rows with the same key, then insert (INSERT_ONLY, INSERT_AND_UPDATE);
+    /// appended without the DELETE when the target provably holds none of the staged
+    /// keys ([`sql::stage_keys_are_new`], asked inside the transaction).
     Upsert { key: &'a [String] },
     /// Append (FULL_DATA_SYNC into its new table).
     Append,
@@ -163,6 +165,7 @@ pub enum Merge<'a> {
 /// `before_commit` is awaited after the COPY and the merge, right before COMMIT, inside
 /// the transaction (the caller's fence: is the table still ours?); an error from it rolls
 /// the chunk back. `show_values`: whether a load error shows the refused value.
+/// Returns how the chunk landed.
 #[allow(clippy::too_many_arguments)]
 pub async fn load_chunk(
     rs: &tokio_postgres::Client,
@@ -174,7 +177,7 @@ pub async fn load_chunk(
     rows_written: u64,
     show_values: bool,
     before_commit: impl std::future::Future<Output = Result<(), BeforeCommitError>>,
-) -> Result<(), LoadError> {
+) -> Result<Landed, LoadError> {
     let mut staged: Vec<ColumnDef> = columns.to_vec();
     if let Merge::Upsert { .. } = merge {
         staged.push(ColumnDef {
@@ -202,9 +205,16 @@ pub async fn load_chunk(
             });
         }
         statements.clear();
+        let mut landed = Landed::Appended;
         if let Merge::Upsert { key } = merge {
-            statements.push(sql::dedupe_stage(STAGE, key, ROW_ORDER));
-            statements.push(sql::delete_matching(target, STAGE, key));
+            run(rs, target, &sql::dedupe_stage(STAGE, key, ROW_ORDER)).await?;
+            // Asked inside the transaction, after the COPY: what a re-read chunk (a crash
+            // between COMMIT and the mark) finds is the rows it committed, so it merges.
+            let check = sql::stage_keys_are_new(target, STAGE, key);
+            if !query_bool(rs, target, &check).await? {
+                statements.push(sql::delete_matching(target, STAGE, key));
+                landed = Landed::Merged;
+            }
         }
         statements.push(sql::insert_from_stage(target, STAGE, columns));
         statements.push(format!("DROP TABLE {}", quote::ident(STAGE)));
@@ -213,21 +223,51 @@ pub async fn load_chunk(
         }
         before_commit.await.map_err(LoadError::Interrupted)?;
         run(rs, target, "COMMIT").await?;
-        Ok(())
+        Ok(landed)
     }
     .await;
-    if let Err(e) = result {
-        let _ = rs.batch_execute("ROLLBACK").await;
-        if let LoadError::Statement { reason, .. } = &e {
-            if reason.contains("stl_load_errors") || reason.contains("sys_load_error_detail") {
-                if let Some(detail) = load_error(rs, target, staged_prefix, show_values).await {
-                    return Err(detail);
-                }
+    let e = match result {
+        Ok(landed) => return Ok(landed),
+        Err(e) => e,
+    };
+    let _ = rs.batch_execute("ROLLBACK").await;
+    if let LoadError::Statement { reason, .. } = &e {
+        if reason.contains("stl_load_errors") || reason.contains("sys_load_error_detail") {
+            if let Some(detail) = load_error(rs, target, staged_prefix, show_values).await {
+                return Err(detail);
             }
         }
-        return Err(e);
     }
-    Ok(())
+    Err(e)
+}
+
+/// How a chunk landed in the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Landed {
+    /// Inserted only: the target held none of its keys (or the merge is [`Merge::Append`]).
+    Appended,
+    /// Rows with its keys deleted first, then inserted.
+    Merged,
+}
+
+/// The first column of the first row of `query`, read as a boolean.
+async fn query_bool(
+    rs: &tokio_postgres::Client,
+    table: &TableRef,
+    query: &str,
+) -> Result<bool, LoadError> {
+    let rows = rs
+        .simple_query(query)
+        .await
+        .map_err(|e| LoadError::Statement {
+            table: table.clone(),
+            statement: query.chars().take(80).collect(),
+            reason: crate::diagnose::explain_error(crate::secrets::Role::Destination, &e),
+        })?;
+    Ok(rows.iter().any(|m| match m {
+        SimpleQueryMessage::Row(r) => matches!(r.get(0), Some("t" | "true")),
+        _ => false,
+    }))
 }
 
 async fn run(

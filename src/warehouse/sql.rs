@@ -139,6 +139,21 @@ pub fn dedupe_stage(stage: &str, key: &[String], row_order: &str) -> String {
     )
 }
 
+/// PURE: one row, one boolean: true when no staged row can have a key already in the
+/// target, so the chunk may be appended without `DELETE ... USING`. Exact, from the first
+/// key column alone: rows with equal keys have equal first columns, and a staged minimum
+/// above the target's maximum leaves no first column equal. An empty target (its
+/// maximum NULL) is true; key columns are never NULL. Costs a scan of the target's first
+/// key column (a zone-map read when it leads the sort key) and of the stage's.
+pub fn stage_keys_are_new(target: &TableRef, stage: &str, key: &[String]) -> String {
+    let first = key.first().map(|k| ident(k)).unwrap_or_default();
+    format!(
+        "SELECT COALESCE((SELECT MIN({first}) FROM {}) > (SELECT MAX({first}) FROM {}), TRUE)",
+        ident(stage),
+        qualified(&target.schema, &target.name)
+    )
+}
+
 /// `DELETE FROM target USING stage WHERE <key matches>`: rows about to be replaced.
 pub fn delete_matching(target: &TableRef, stage: &str, key: &[String]) -> String {
     let t = qualified(&target.schema, &target.name);
@@ -360,6 +375,10 @@ SORTKEY ("a""b")"#
         assert_eq!(
             delete_matching(&target, "stage", &names(&["a", "b"])),
             "DELETE FROM \"shop\".\"orders\" USING \"stage\" WHERE \"shop\".\"orders\".\"a\" = \"stage\".\"a\" AND \"shop\".\"orders\".\"b\" = \"stage\".\"b\""
+        );
+        assert_eq!(
+            stage_keys_are_new(&target, "stage", &names(&["a", "b"])),
+            "SELECT COALESCE((SELECT MIN(\"a\") FROM \"stage\") > (SELECT MAX(\"a\") FROM \"shop\".\"orders\"), TRUE)"
         );
         assert_eq!(
             insert_from_stage(&target, "stage", &cols),
