@@ -567,6 +567,7 @@ pub fn convert(
                     ),
                 ));
             }
+            float(col, value)?;
         }
         "date" | "timestamp" | "timestamptz" => return date_time(col, value, spec),
         "time" | "timetz" => {
@@ -581,7 +582,6 @@ pub fn convert(
                 ));
             }
         }
-        "float4" | "float8" => float(col, value)?,
         "jsonb" => {
             if serde_json::from_str::<serde_json::Value>(value).is_err() {
                 return Err(ferr(1224, "Invalid JSON value for a SUPER column"));
