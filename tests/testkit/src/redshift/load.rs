@@ -614,10 +614,10 @@ fn float(col: &Column, value: &str) -> Result<(), FieldError> {
     if matches!(bare.as_str(), "nan" | "inf" | "infinity") {
         return Ok(());
     }
-    let (name, max) = if col.typname == "float4" {
-        ("Float", f32::MAX as f64)
+    let name = if col.typname == "float4" {
+        "Float"
     } else {
-        ("Double", f64::MAX)
+        "Double"
     };
     let (mantissa, exponent) = match bare.split_once('e') {
         Some((m, e)) => (m, Some(e.strip_prefix(['+', '-']).unwrap_or(e))),
@@ -636,9 +636,17 @@ fn float(col: &Column, value: &str) -> Result<(), FieldError> {
             format!("Invalid digit, Value '{t}', Pos 0, Type: {name}"),
         ));
     }
-    match t.parse::<f64>() {
-        Ok(n) if n.is_finite() && n.abs() <= max => Ok(()),
-        _ => Err(ferr(1207, format!("Overflow for {name}, Value '{t}'"))),
+    // Read as the column's own type: a REAL literal that rounds to f32::MAX (PostgreSQL
+    // prints it as 3.4028235e+38) is in range; one that rounds to infinity is not.
+    let finite = if col.typname == "float4" {
+        t.parse::<f32>().is_ok_and(f32::is_finite)
+    } else {
+        t.parse::<f64>().is_ok_and(f64::is_finite)
+    };
+    if finite {
+        Ok(())
+    } else {
+        Err(ferr(1207, format!("Overflow for {name}, Value '{t}'")))
     }
 }
 
@@ -1061,6 +1069,11 @@ mod tests {
         for bad in ["1,5", "abc", "1e", "--1", "0x10", "1.2.3", "."] {
             assert_eq!(conv(&double, bad, false).unwrap_err().code, 1207, "{bad}");
         }
+        // f32::MAX as PostgreSQL prints it (the `extreme` for REAL's Infinity) is a REAL.
+        assert_eq!(
+            conv(&real, "3.4028235e+38", false),
+            Ok(Some("3.4028235e+38".into()))
+        );
         assert!(conv(&real, "1e39", false)
             .unwrap_err()
             .reason
