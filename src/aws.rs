@@ -293,11 +293,16 @@ pub struct Clients {
     pub scheduler: aws_sdk_scheduler::Client,
 }
 
+/// The SDK's configuration from the standard environment (region, credentials,
+/// `AWS_ENDPOINT_URL*`), at the behaviour version every client here is built for.
+pub async fn sdk_config() -> SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
 impl Clients {
     /// From the standard SDK environment (region, credentials, `AWS_ENDPOINT_URL*`).
     pub async fn from_env(settings: &Settings) -> Clients {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        Clients::new(&sdk, settings)
+        Clients::new(&sdk_config().await, settings)
     }
 
     pub fn new(sdk: &SdkConfig, settings: &Settings) -> Clients {

@@ -623,7 +623,7 @@ async fn init(started: Instant) -> Result<Handler> {
     let mut init = InitTimes::new(started);
     let settings = crate::aws::Settings::from_env()?;
     init.lap("settings");
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = crate::aws::sdk_config().await;
     init.lap("aws_config");
     let clients = crate::aws::Clients::new(&sdk, &settings);
     init.lap("clients");
