@@ -445,6 +445,17 @@ impl sync::Observer for CrashAt {
     }
 }
 
+/// Runs the job forced, stopped at `step` of chunk `chunk` as a crash there would be.
+async fn run_crashing(w: &World, job: &Job, step: sync::Step, chunk: u64) -> Vec<Outcome> {
+    let options = Options {
+        run_id: format!("crashing-{step:?}"),
+        force: true,
+        observer: Some(std::sync::Arc::new(CrashAt { step, chunk })),
+        ..Options::default()
+    };
+    sync::run(&w.app, job, &options, TIMING).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
     use sync::Step::*;
@@ -467,13 +478,7 @@ async fn a_crash_at_any_step_loses_and_duplicates_nothing() {
             )
             .await;
         setup_job(&w, &job).await;
-        let options = Options {
-            run_id: format!("crashing-{step:?}"),
-            force: true,
-            observer: Some(std::sync::Arc::new(CrashAt { step, chunk: 2 })),
-            ..Options::default()
-        };
-        let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+        let outcomes = run_crashing(&w, &job, step, 2).await;
         let message = outcomes[0].result.as_ref().unwrap_err().to_string();
         assert!(message.contains("injected crash"), "{step:?}: {message}");
         // Changes arrive meanwhile; then a normal run catches up.
@@ -516,16 +521,7 @@ async fn chunks_append_only_when_the_target_cannot_hold_their_keys() {
         .await;
     setup_job(&w, &job).await;
     // Chunks 1 and 2 commit in Redshift; the mark stays after chunk 1.
-    let options = Options {
-        run_id: "crashing-after-commit".into(),
-        force: true,
-        observer: Some(std::sync::Arc::new(CrashAt {
-            step: sync::Step::Committed,
-            chunk: 2,
-        })),
-        ..Options::default()
-    };
-    let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+    let outcomes = run_crashing(&w, &job, sync::Step::Committed, 2).await;
     assert!(outcomes[0].result.is_err());
     // A writer holds row 31 uncommitted while others commit 32 to 41.
     let held = w.source().await;
@@ -586,16 +582,7 @@ async fn a_crash_during_the_swap_leaves_the_old_copy_whole() {
         .batch_execute("UPDATE plans SET price = price * 100; DELETE FROM plans WHERE code = 'p1'")
         .await
         .unwrap();
-    let options = Options {
-        run_id: "crashing-swap".into(),
-        force: true,
-        observer: Some(std::sync::Arc::new(CrashAt {
-            step: sync::Step::Swapping,
-            chunk: 1,
-        })),
-        ..Options::default()
-    };
-    let outcomes = sync::run(&w.app, &job, &options, TIMING).await.unwrap();
+    let outcomes = run_crashing(&w, &job, sync::Step::Swapping, 1).await;
     assert!(outcomes[0].result.is_err());
     let old = rows(
         &w.warehouse().await,
