@@ -80,6 +80,8 @@ impl Stack {
             s3: moto.s3_client().await,
             serverless: false,
             iam_role: None,
+            tls: None,
+            require_ssl: false,
         })
         .await
         .context("Redshift emulator")?;
@@ -90,6 +92,8 @@ impl Stack {
             s3: moto.s3_client().await,
             serverless: true,
             iam_role: None,
+            tls: None,
+            require_ssl: false,
         })
         .await
         .context("Redshift emulator (serverless)")?;

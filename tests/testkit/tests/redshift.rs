@@ -1193,6 +1193,8 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
         s3: d.stack.moto.s3_client().await,
         serverless: false,
         iam_role: Some(role.into()),
+        tls: None,
+        require_ssl: false,
     })
     .await
     .unwrap();
