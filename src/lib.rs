@@ -27,6 +27,7 @@ pub mod state;
 pub mod status;
 pub mod sync;
 pub mod tls;
+pub mod verify;
 pub mod warehouse;
 
 pub use error::{Error, Result};
