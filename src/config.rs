@@ -350,6 +350,43 @@ pub struct Table {
     pub import_row_limit: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import_chunk_size: Option<u64>,
+    /// Rows deleted at the source: kept in Redshift, or reconciled (the job's
+    /// `deletes` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Deletes>,
+    /// Seconds between reconciles (0: every run; the job's, else an hour, when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_every: Option<u64>,
+}
+
+/// What becomes of a row deleted at the source, in the incremental copy modes
+/// (FULL_DATA_SYNC replaces every row, deletes included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Deletes {
+    /// It stays in Redshift (the default).
+    #[default]
+    Keep,
+    /// After the table's run (at most every `reconcile_every` seconds), the keys no
+    /// longer at the source are deleted from Redshift.
+    Reconcile,
+}
+
+/// Seconds between reconciles when neither the table nor the job says.
+pub const DEFAULT_RECONCILE_EVERY: u64 = 3600;
+
+impl Table {
+    /// The table's `deletes`, else the job's, else keep.
+    pub fn deletes(&self, job: &Job) -> Deletes {
+        self.deletes.or(job.deletes).unwrap_or_default()
+    }
+
+    /// The table's `reconcile_every`, else the job's, else an hour.
+    pub fn reconcile_every(&self, job: &Job) -> u64 {
+        self.reconcile_every
+            .or(job.reconcile_every)
+            .unwrap_or(DEFAULT_RECONCILE_EVERY)
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -399,6 +436,12 @@ pub struct Job {
     pub tz: Option<String>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub disabled: bool,
+    /// The default of the tables' `deletes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<Deletes>,
+    /// The default of the tables' `reconcile_every`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile_every: Option<u64>,
     pub tables: Vec<Table>,
 }
 
@@ -974,6 +1017,8 @@ const JOB_FIELDS: &[&str] = &[
     "at",
     "tz",
     "disabled",
+    "deletes",
+    "reconcile_every",
     "tables",
 ];
 const SOURCE_FIELDS: &[&str] = &["url", "url_env", "url_secret", "url_ssm"];
@@ -998,6 +1043,8 @@ const TABLE_FIELDS: &[&str] = &[
     "refused_values",
     "import_row_limit",
     "import_chunk_size",
+    "deletes",
+    "reconcile_every",
 ];
 
 /// The job as written, each field read on its own; a field that is missing or bad
@@ -1018,6 +1065,8 @@ fn read_job(value: serde_json::Value, found: &mut Found) -> Job {
         at: None,
         tz: None,
         disabled: false,
+        deletes: None,
+        reconcile_every: None,
         tables: Vec::new(),
     };
     let Some(mut f) = Fields::open(
@@ -1042,6 +1091,8 @@ fn read_job(value: serde_json::Value, found: &mut Found) -> Job {
     job.at = f.optional("at");
     job.tz = f.text("tz");
     job.disabled = f.optional("disabled").unwrap_or(false);
+    job.deletes = f.optional("deletes");
+    job.reconcile_every = f.optional("reconcile_every");
     match f.raw("tables") {
         Some(serde_json::Value::Array(items)) => {
             job.tables = items
@@ -1129,6 +1180,8 @@ fn read_table(path: String, value: serde_json::Value, i: usize, found: &mut Foun
         refused_values: BTreeMap::new(),
         import_row_limit: None,
         import_chunk_size: None,
+        deletes: None,
+        reconcile_every: None,
     };
     let Some(mut f) = Fields::open(
         path,
@@ -1151,6 +1204,8 @@ fn read_table(path: String, value: serde_json::Value, i: usize, found: &mut Foun
     table.refused_values = f.optional("refused_values").unwrap_or_default();
     table.import_row_limit = f.optional("import_row_limit");
     table.import_chunk_size = f.optional("import_chunk_size");
+    table.deletes = f.optional("deletes");
+    table.reconcile_every = f.optional("reconcile_every");
     f.finish();
     table
 }
@@ -1739,5 +1794,41 @@ tables:
             e.contains("expected null or extreme, got \"biggest\""),
             "{e}"
         );
+    }
+
+    #[test]
+    fn deletes_default_from_the_job_and_name_the_field_when_bad() {
+        let job = |job_level: &str, table: &str| {
+            Job::parse(
+                &format!(
+                    "name: j\nsource: {{ url: \"postgres://h/d\" }}\ndestination: {{ url: \"postgres://h/w\", schema: s }}\nfrequency: 60\n{job_level}\
+                     tables:\n  - {{ source: public.t{table} }}\n  - {{ source: public.u }}\n"
+                ),
+                Format::Yaml,
+            )
+        };
+        let j = job("", "").unwrap();
+        assert_eq!(j.tables[0].deletes(&j), Deletes::Keep);
+        assert_eq!(j.tables[0].reconcile_every(&j), DEFAULT_RECONCILE_EVERY);
+        let j = job(
+            "deletes: reconcile\nreconcile_every: 600\n",
+            ", deletes: keep, reconcile_every: 0",
+        )
+        .unwrap();
+        assert_eq!(
+            (j.tables[0].deletes(&j), j.tables[0].reconcile_every(&j)),
+            (Deletes::Keep, 0)
+        );
+        assert_eq!(
+            (j.tables[1].deletes(&j), j.tables[1].reconcile_every(&j)),
+            (Deletes::Reconcile, 600)
+        );
+        let e = job("", ", deletes: hard").unwrap_err().to_string();
+        assert!(e.starts_with("tables[0].deletes"), "{e}");
+        assert!(e.contains("keep") && e.contains("reconcile"), "{e}");
+        let e = job("reconcile_every: hourly\n", "")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("reconcile_every"), "{e}");
     }
 }

@@ -20,6 +20,8 @@ pub struct TableRun<'a> {
     pub failed: bool,
     /// Values cut or nulled to fit their columns.
     pub values_cut: u64,
+    /// Rows deleted from Redshift because the source no longer has them.
+    pub rows_deleted: u64,
 }
 
 impl TableRun<'_> {
@@ -39,6 +41,7 @@ impl TableRun<'_> {
             json!({"Name": "BytesStaged", "Unit": "Bytes"}),
             json!({"Name": "Failures", "Unit": "Count"}),
             json!({"Name": "ValuesCut", "Unit": "Count"}),
+            json!({"Name": "RowsDeleted", "Unit": "Count"}),
         ];
         let mut doc = json!({
             "Job": self.job,
@@ -48,6 +51,7 @@ impl TableRun<'_> {
             "BytesStaged": self.bytes,
             "Failures": u8::from(self.failed),
             "ValuesCut": self.values_cut,
+            "RowsDeleted": self.rows_deleted,
             "Seconds": self.seconds,
         });
         if let Some(lag) = self.lag_seconds {
@@ -81,6 +85,7 @@ mod tests {
             lag_seconds: lag,
             failed,
             values_cut: 0,
+            rows_deleted: 3,
         }
     }
 
@@ -92,7 +97,7 @@ mod tests {
             json!({
                 "Job": "shop", "Table": "public.orders", "RunId": "cli-1",
                 "RowsLoaded": 5000, "BytesStaged": 112746, "Failures": 0, "Seconds": 2.0,
-                "ValuesCut": 0, "LagSeconds": 5,
+                "ValuesCut": 0, "RowsDeleted": 3, "LagSeconds": 5,
                 "_aws": {"Timestamp": 1_764_000_000_000i64, "CloudWatchMetrics": [{
                     "Namespace": "RedshiftLoader",
                     "Dimensions": [["Job", "Table"], []],
@@ -101,6 +106,7 @@ mod tests {
                         {"Name": "BytesStaged", "Unit": "Bytes"},
                         {"Name": "Failures", "Unit": "Count"},
                         {"Name": "ValuesCut", "Unit": "Count"},
+                        {"Name": "RowsDeleted", "Unit": "Count"},
                         {"Name": "LagSeconds", "Unit": "Seconds"},
                     ],
                 }]},

@@ -46,6 +46,9 @@ pub struct RunRecord {
     pub values_cut: u64,
     /// Of `values_cut`, those replaced because Redshift cannot hold them.
     pub values_replaced: u64,
+    /// Rows deleted from Redshift because the source no longer has them
+    /// (`deletes: reconcile`).
+    pub rows_deleted: u64,
 }
 
 impl RunRecord {
@@ -78,6 +81,7 @@ impl RunRecord {
                 + report["values_nulled"].as_u64().unwrap_or(0)
                 + report["values_replaced"].as_u64().unwrap_or(0),
             values_replaced: report["values_replaced"].as_u64().unwrap_or(0),
+            rows_deleted: report["rows_deleted"].as_u64().unwrap_or(0),
         })
     }
 }
@@ -860,6 +864,7 @@ mod tests {
                 error: None,
                 values_cut: 0,
                 values_replaced: 0,
+                rows_deleted: 0,
             }
         );
         let failed = RunRecord::from_json(&run_doc(false, "2024-01-01T00:59:30Z", 0)).unwrap();

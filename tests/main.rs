@@ -2,6 +2,7 @@
 
 mod capture;
 mod coordination;
+mod deletes;
 mod errors;
 mod evolve;
 mod full;

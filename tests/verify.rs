@@ -3,6 +3,7 @@
 //! are found with their keys, shipping a few thousand keys, not the table.
 
 use redshift_loader::config::{Format, Job};
+use redshift_loader::secrets::Role;
 use redshift_loader::verify::compare::{compare, Tuning};
 use redshift_loader::verify::sql::{Dialect, KeyTable, Range};
 use redshift_loader::verify::Db;
@@ -66,10 +67,12 @@ async fn keys_on_one_side_only_are_found_at_a_cost_proportional_to_them() {
     let source = Db {
         client: &src,
         table: items(Dialect::Postgres, "\"public\".\"items\""),
+        role: Role::Source,
     };
     let redshift = Db {
         client: &rs,
         table: items(Dialect::Redshift, "\"analytics\".\"items\""),
+        role: Role::Destination,
     };
     let d = compare(&source, &redshift, &Range::default(), tuning)
         .await
@@ -108,10 +111,12 @@ async fn keys_on_one_side_only_are_found_at_a_cost_proportional_to_them() {
     let source = Db {
         client: &src,
         table: pairs(Dialect::Postgres, "\"public\".\"pairs\""),
+        role: Role::Source,
     };
     let redshift = Db {
         client: &rs,
         table: pairs(Dialect::Redshift, "\"analytics\".\"pairs\""),
+        role: Role::Destination,
     };
     let small = Tuning {
         range_keys: 97,

@@ -84,12 +84,11 @@ pub async fn run(
                     r.rows.to_string(),
                     r.chunks.to_string(),
                     indicatif::HumanBytes(r.bytes_staged).to_string(),
-                    if r.caught_up {
-                        "caught up"
-                    } else {
-                        "more to load"
-                    }
-                    .to_string(),
+                    match (r.caught_up, r.rows_deleted) {
+                        (true, 0) => "caught up".to_string(),
+                        (true, n) => format!("caught up; {n} deleted (gone from the source)"),
+                        (false, _) => "more to load".to_string(),
+                    },
                 ]),
                 Err(e) => t.add_row(vec![
                     o.table.to_string(),
@@ -131,6 +130,10 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
                 *a.replaced.entry(column.clone()).or_default() += n;
             }
             a.empty_reads += b.empty_reads;
+            a.rows_deleted += b.rows_deleted;
+            if b.reconcile.is_some() {
+                a.reconcile = b.reconcile;
+            }
             a.caught_up = b.caught_up;
         }
         (_, failed) => previous.result = failed,

@@ -33,7 +33,7 @@ pub async fn run(
         return Ok(ExitCode::SUCCESS);
     }
     let mut t = table([
-        "run id", "table", "started", "seconds", "rows", "bytes", "outcome", "error",
+        "run id", "table", "started", "seconds", "rows", "deleted", "bytes", "outcome", "error",
     ]);
     let dash = || "-".to_string();
     for r in &runs {
@@ -45,6 +45,7 @@ pub async fn run(
                 .map_or_else(dash, |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string()),
             r.seconds.map_or_else(dash, |s| format!("{s:.1}")),
             r.rows.map_or_else(dash, |n| n.to_string()),
+            r.rows_deleted.to_string(),
             r.bytes.map_or_else(dash, |n| n.to_string()),
             r.outcome.to_string(),
             r.error.clone().unwrap_or_default(),

@@ -16,6 +16,7 @@ mod evolve;
 mod full;
 pub mod mark;
 pub mod plan;
+pub mod reconcile;
 mod table;
 
 use std::time::Instant;
@@ -137,6 +138,12 @@ pub enum Step {
     /// FULL_DATA_SYNC: the table's rows are replaced by the complete copy's, not yet
     /// committed (the transaction is still open).
     Swapping,
+    /// `deletes: reconcile`: the source's keys are fixed (its snapshot taken); Redshift's
+    /// are not read yet.
+    KeysFixed,
+    /// `deletes: reconcile`: the rows gone from the source are deleted from Redshift
+    /// (`rows` of them), not yet committed (the transaction is still open).
+    Reconciling,
 }
 
 pub trait Observer: Send + Sync {
@@ -263,6 +270,13 @@ pub struct Report {
     /// rest of a run is reading, encoding and staging).
     #[serde(default)]
     pub redshift_ms: RedshiftMs,
+    /// `deletes: reconcile`: rows deleted from Redshift because the source no longer
+    /// has their keys.
+    #[serde(default)]
+    pub rows_deleted: u64,
+    /// `deletes: reconcile`: what the key comparison cost and found, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reconcile: Option<reconcile::ReconcileReport>,
 }
 
 /// Milliseconds in Redshift by step, summed over a run's chunks.
@@ -416,12 +430,17 @@ impl SyncError {
 
 /// A Redshift statement of a table's run failed while `doing` something.
 fn redshift_error(table: &TableRef, doing: &str, e: &tokio_postgres::Error) -> SyncError {
+    query_error(table, Role::Destination, doing, e)
+}
+
+/// A statement on `side` failed while `doing` something.
+fn query_error(table: &TableRef, side: Role, doing: &str, e: &tokio_postgres::Error) -> SyncError {
     SyncError::Query {
         table: table.clone(),
-        side: Role::Destination,
+        side,
         reason: format!(
             "{doing} failed: {}",
-            crate::diagnose::explain_error(Role::Destination, e)
+            crate::diagnose::explain_error(side, e)
         ),
     }
 }
@@ -450,6 +469,7 @@ impl Outcome {
             values_cut: report.map_or(0, |r| {
                 r.values_truncated + r.values_nulled + r.values_replaced
             }),
+            rows_deleted: report.map_or(0, |r| r.rows_deleted),
         }
     }
 }

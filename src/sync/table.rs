@@ -9,9 +9,10 @@ use chrono::Utc;
 use super::mark::{CatchUp, Mark, Snapshot};
 use super::plan::{self, Pass, PassKind};
 use super::{parse_source_time, Ctx, Report, SyncError};
-use crate::config::{CopyMode, Limits, Table, TableRef};
+use crate::config::{CopyMode, Deletes, Limits, Table, TableRef};
 use crate::setup::Decisions;
 use crate::source::query::KeyColumn;
+use crate::verify::KeyColumn as KeyColumnRef;
 use crate::warehouse::sql::ColumnDef;
 use crate::warehouse::types::Load;
 
@@ -130,6 +131,31 @@ impl Ctx<'_> {
             .and_then(|k| source.column(k))
             .is_some_and(|c| plan::is_time_type(&c.pg_type.name));
         let has_xmin = matches!(source.kind, 'r' | 'p');
+        // `deletes: reconcile` needs keys both databases print alike: checked before
+        // loading, so a table that cannot reconcile says so at once.
+        let reconcile_keys =
+            if mode != CopyMode::FullDataSync && table.deletes(self.job) == Deletes::Reconcile {
+                let key: Vec<KeyColumnRef> = d
+                    .primary_key
+                    .value
+                    .iter()
+                    .map(|k| KeyColumnRef {
+                        source: k,
+                        pg_type: source.column(k).map_or("", |c| c.pg_type.name.as_str()),
+                        redshift: columns
+                            .iter()
+                            .find(|c| &c.source == k)
+                            .map_or(k.as_str(), |c| c.name.as_str()),
+                        cast: table.column_casts.contains_key(k),
+                    })
+                    .collect();
+                Some(
+                    crate::verify::key_tables(&table.source, &d.destination, &key)
+                        .map_err(|m| other(format!("deletes: reconcile: {m}")))?,
+                )
+            } else {
+                None
+            };
 
         let store = &self.app.store;
         let job = &self.job.name;
@@ -236,6 +262,14 @@ impl Ctx<'_> {
         } else {
             None
         };
+        // Deletes follow a run that caught up (a table still loading reconciles when its
+        // continuation catches up), at most every `reconcile_every` seconds.
+        if let Some(keys) = reconcile_keys.filter(|_| report.caught_up) {
+            let every = table.reconcile_every(self.job);
+            if super::reconcile::due(self.last_reconciled(table).await?, every, Utc::now()) {
+                self.reconcile(&run, keys, &mut report).await?;
+            }
+        }
         // A complete full copy replaces the table's rows; an incomplete one waits for
         // the continuation.
         if run.full() && report.caught_up {

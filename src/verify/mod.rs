@@ -3,8 +3,7 @@
 //! [`sql`] writes the per-range queries for each dialect, [`compare`] descends into the
 //! ranges that differ, and [`Db`] is a database as one side.
 //!
-//! Not wired into a command yet: the `verify` command, the content comparison and
-//! the reconcile step build on this.
+//! The reconcile step (`deletes: reconcile`, in `sync::reconcile`) uses it.
 
 pub mod compare;
 pub mod sql;
@@ -12,20 +11,100 @@ pub mod sql;
 use tokio_postgres::SimpleQueryMessage;
 
 use self::compare::KeySide;
-use self::sql::{Key, KeyTable, Range};
+use self::sql::{Dialect, Key, KeyTable, Range};
+use crate::config::TableRef;
+use crate::secrets::Role;
+
+/// One primary-key column, as the comparison needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyColumn<'a> {
+    /// Its name at the source.
+    pub source: &'a str,
+    /// Its base type at the source (`pg_type.typname`, domains resolved).
+    pub pg_type: &'a str,
+    /// Its name in Redshift.
+    pub redshift: &'a str,
+    /// The table's `column_casts` names it.
+    pub cast: bool,
+}
+
+/// The key as each side sees it. Only keys whose text is the same in both databases
+/// and whose order is the same can be compared: integers, text and varchar (in byte
+/// order), uuid (lower-case hex in both). Anything else is refused, naming the column.
+pub fn key_tables(
+    source: &TableRef,
+    destination: &TableRef,
+    key: &[KeyColumn],
+) -> Result<(KeyTable, KeyTable), String> {
+    if key.is_empty() {
+        return Err(
+            "the table has no primary key, so rows cannot be matched between the databases: name one with primary_key and run setup again, or set deletes: keep".into(),
+        );
+    }
+    let mut text = Vec::new();
+    for c in key {
+        if c.cast {
+            return Err(format!(
+                "key column {} is cast (column_casts), so its values differ between the databases; remove the cast or set deletes: keep",
+                crate::quote::ident(c.source)
+            ));
+        }
+        text.push(match c.pg_type {
+            "int2" | "int4" | "int8" | "uuid" => false,
+            "text" | "varchar" => true,
+            other => {
+                return Err(format!(
+                    "key column {} is of type {other}, whose text may differ between PostgreSQL and Redshift, so its keys cannot be compared: keys of integer, text, varchar and uuid columns can; set deletes: keep for this table",
+                    crate::quote::ident(c.source)
+                ))
+            }
+        });
+    }
+    let side = |dialect, table: &TableRef, columns: Vec<String>| KeyTable {
+        dialect,
+        table: crate::quote::qualified(&table.schema, &table.name),
+        columns,
+        text: text.clone(),
+    };
+    Ok((
+        side(
+            Dialect::Postgres,
+            source,
+            key.iter().map(|c| c.source.to_string()).collect(),
+        ),
+        side(
+            Dialect::Redshift,
+            destination,
+            key.iter().map(|c| c.redshift.to_string()).collect(),
+        ),
+    ))
+}
 
 /// A database as one side of the comparison.
 pub struct Db<'a> {
     pub client: &'a tokio_postgres::Client,
     pub table: KeyTable,
+    /// Which database it is (for errors).
+    pub role: Role,
+}
+
+/// A comparison query failed, on one side.
+#[derive(Debug)]
+pub struct DbError {
+    pub role: Role,
+    pub error: tokio_postgres::Error,
 }
 
 impl Db<'_> {
-    async fn rows(&self, query: &str) -> Result<Vec<Vec<Option<String>>>, tokio_postgres::Error> {
+    async fn rows(&self, query: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
         Ok(self
             .client
             .simple_query(query)
-            .await?
+            .await
+            .map_err(|error| DbError {
+                role: self.role,
+                error,
+            })?
             .into_iter()
             .filter_map(|m| match m {
                 SimpleQueryMessage::Row(r) => {
@@ -36,7 +115,7 @@ impl Db<'_> {
             .collect())
     }
 
-    async fn key_rows(&self, query: &str) -> Result<Vec<Key>, tokio_postgres::Error> {
+    async fn key_rows(&self, query: &str) -> Result<Vec<Key>, DbError> {
         Ok(self
             .rows(query)
             .await?
@@ -48,7 +127,7 @@ impl Db<'_> {
 }
 
 impl KeySide for Db<'_> {
-    type Error = tokio_postgres::Error;
+    type Error = DbError;
 
     async fn summaries(&self, ranges: &[Range]) -> Result<Vec<(i64, i64)>, Self::Error> {
         let number = |v: &Option<String>| v.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
@@ -66,5 +145,53 @@ impl KeySide for Db<'_> {
 
     async fn keys(&self, range: &Range) -> Result<Vec<Key>, Self::Error> {
         self.key_rows(&self.table.keys(range)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn column<'a>(name: &'a str, pg_type: &'a str) -> KeyColumn<'a> {
+        KeyColumn {
+            source: name,
+            pg_type,
+            redshift: name,
+            cast: false,
+        }
+    }
+
+    #[test]
+    fn keys_that_print_alike_are_compared_and_others_named() {
+        let (src, dst) = (
+            TableRef::new("public", "t"),
+            TableRef::new("analytics", "t"),
+        );
+        let (pg, rs) = key_tables(
+            &src,
+            &dst,
+            &[column("Region", "varchar"), column("n", "int8")],
+        )
+        .unwrap();
+        assert_eq!(pg.table, "\"public\".\"t\"");
+        assert_eq!(rs.table, "\"analytics\".\"t\"");
+        assert_eq!(pg.text, vec![true, false]);
+        assert_eq!(
+            (pg.dialect, rs.dialect),
+            (Dialect::Postgres, Dialect::Redshift)
+        );
+        let e = key_tables(&src, &dst, &[column("at", "timestamptz")]).unwrap_err();
+        assert!(
+            e.contains("\"at\" is of type timestamptz") && e.contains("deletes: keep"),
+            "{e}"
+        );
+        let mut cast = column("id", "text");
+        cast.cast = true;
+        assert!(key_tables(&src, &dst, &[cast])
+            .unwrap_err()
+            .contains("column_casts"));
+        assert!(key_tables(&src, &dst, &[])
+            .unwrap_err()
+            .contains("no primary key"));
     }
 }

@@ -191,6 +191,35 @@ impl KeyTable {
     }
 }
 
+impl KeyTable {
+    /// Deletes the rows with these keys (at most a few thousand per statement: the
+    /// caller batches).
+    pub fn delete(&self, keys: &[Key]) -> String {
+        let condition = if self.columns.len() == 1 {
+            let values: Vec<String> = keys.iter().map(|k| self.literal(&k[0])).collect();
+            format!(
+                "{} IN ({})",
+                quote::ident(&self.columns[0]),
+                values.join(", ")
+            )
+        } else {
+            keys.iter()
+                .map(|k| {
+                    let terms: Vec<String> = self
+                        .columns
+                        .iter()
+                        .zip(k)
+                        .map(|(c, v)| format!("{} = {}", quote::ident(c), self.literal(v)))
+                        .collect();
+                    format!("({})", terms.join(" AND "))
+                })
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
+        format!("DELETE FROM {} WHERE {condition}", self.table)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -261,6 +290,20 @@ mod tests {
         assert_eq!(
             t.boundaries(&Range::default(), 1000),
             "SELECT k0 FROM (SELECT \"id\"::text AS k0, ROW_NUMBER() OVER (ORDER BY \"id\") AS rn FROM \"s\".\"t\" WHERE TRUE) s WHERE rn % 1000 = 1 AND rn > 1 ORDER BY rn"
+        );
+    }
+
+    #[test]
+    fn deletes_name_each_key_as_a_literal() {
+        let one = table(Dialect::Redshift, &["id"], &[false]);
+        assert_eq!(
+            one.delete(&[vec!["3".into()], vec!["15001".into()]]),
+            "DELETE FROM \"s\".\"t\" WHERE \"id\" IN ('3', '15001')"
+        );
+        let two = table(Dialect::Redshift, &["a", "b"], &[true, false]);
+        assert_eq!(
+            two.delete(&[vec!["x'y".into(), "1".into()], vec!["z".into(), "2".into()]]),
+            "DELETE FROM \"s\".\"t\" WHERE (\"a\" = 'x''y' AND \"b\" = '1') OR (\"a\" = 'z' AND \"b\" = '2')"
         );
     }
 }
