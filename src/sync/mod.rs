@@ -154,7 +154,7 @@ pub trait Observer: Send + Sync {
     /// was never analyzed). Incremental runs have no cheap estimate and do not call it.
     fn estimated(&self, _table: &TableRef, _rows: u64) {}
 
-    /// A chunk is in S3: its bytes as CSV and as stored (gzip).
+    /// A chunk is in S3: its bytes as CSV and as stored (compressed, all its files).
     fn staged(&self, _table: &TableRef, _chunk: u64, _csv_bytes: u64, _stored_bytes: u64) {}
 
     /// The table's run ended, loaded (`ok`) or failed.

@@ -227,8 +227,20 @@ async fn gzip_and_zstd_decompress_and_a_second_gzip_member_is_refused() {
     .await;
     assert_eq!(code, "XX000");
     assert!(
-        message.contains(testkit::redshift::copy::MULTI_MEMBER),
+        message.starts_with("Load into table 't' failed."),
         "{message}"
+    );
+    let rows = d
+        .texts("SELECT trim(filename), err_code, trim(err_reason) FROM stl_load_errors")
+        .await;
+    let file = d.url("multi/a.csv.gz");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0].as_deref(), Some(file.as_str()));
+    assert_eq!(rows[0][1].as_deref(), Some("8001"));
+    let reason = rows[0][2].clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(testkit::redshift::copy::MULTI_MEMBER),
+        "{reason}"
     );
     assert_eq!(d.count("t").await, 5, "nothing of the refused file loads");
 }

@@ -130,7 +130,9 @@ pub fn backend_reason(
 
 /// Why a gzip object with a second member is refused: Redshift's documentation does not
 /// say that COPY reads past the first member (**assumed** refused; the text is ours).
-pub const MULTI_MEMBER: &str = "the file holds more than one gzip member, which COPY is not documented to read; write each file as one gzip member";
+/// Short: `stl_load_errors.err_reason` keeps 100 characters.
+pub const MULTI_MEMBER: &str =
+    "more than one gzip member in one file (COPY is not documented to read them)";
 
 /// Push decompression: compressed bytes in, plain bytes out.
 enum Decoder {
