@@ -8,14 +8,19 @@
 pub const MAX_FILES: usize = 16;
 
 /// The cluster's slice count (STV_SLICES: one row per slice). Provisioned clusters
-/// only: Redshift Serverless has no STV tables.
+/// only: Redshift Serverless has no STV tables. STV_SLICES is "visible to all users",
+/// but a regular user sees only its own rows: the loader's user needs `ALTER USER ...
+/// SYSLOG ACCESS UNRESTRICTED` to count the slices (README, "Database users").
 pub const SLICES_SQL: &str = "SELECT COUNT(*) FROM stv_slices";
 
 /// PURE: files per chunk from the slice count the cluster told, or why it could not:
 /// the count capped at [`MAX_FILES`], else 1 and the warning to log.
 pub fn from_slices(slices: Result<u64, String>) -> (usize, Option<String>) {
     let why = match slices {
-        Ok(0) => format!("{SLICES_SQL} returned 0"),
+        // STV tables show a regular user only its own rows.
+        Ok(0) => format!(
+            "{SLICES_SQL} returned 0; a user without SYSLOG ACCESS UNRESTRICTED sees no rows of it"
+        ),
         Ok(n) => return ((n as usize).min(MAX_FILES), None),
         Err(e) => format!("{SLICES_SQL} failed: {e}"),
     };
