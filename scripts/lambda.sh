@@ -29,7 +29,14 @@ case "$arch" in
   *) echo "LAMBDA_ARCH must be arm64 or x86_64, not $arch" >&2; exit 2 ;;
 esac
 
-cargo lambda build --release "$flag" --bin redshift-loader --output-format zip
+# LAMBDA_INCLUDE: files to put in the zip beside bootstrap (they land in /var/task), e.g.
+# the RDS CA bundle for a source URL's sslrootcert=/var/task/global-bundle.pem.
+include=()
+for f in ${LAMBDA_INCLUDE:-}; do
+  [ -f "$f" ] || { echo "LAMBDA_INCLUDE: $f is not a file" >&2; exit 2; }
+  include+=(--include "$f")
+done
+cargo lambda build --release "$flag" --bin redshift-loader --output-format zip "${include[@]}"
 target=${CARGO_TARGET_DIR:-target}
 zip="$target/lambda/redshift-loader/bootstrap.zip"
 size=$(stat -c %s "$zip")

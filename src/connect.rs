@@ -1,23 +1,20 @@
-//! Opening a PostgreSQL-protocol connection (source or Redshift) with TLS as the
-//! settings ask: `sslmode=disable` plain, `prefer` TLS when offered, `require` TLS
-//! with the server certificate verified against the public roots plus `sslrootcert`.
+//! Opening a PostgreSQL-protocol connection (source or Redshift) with TLS as libpq
+//! means `sslmode` and `sslrootcert` (the policy is [`crate::tls`]).
 
-use std::sync::Arc;
-
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::Client;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::secrets::{DbConfig, Role};
+use crate::tls::{self, Mode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
-    #[error("{role} database {target}: cannot read sslrootcert {path}: {reason}")]
-    RootCert {
+    /// The TLS settings cannot work (a verifying mode without roots, unreadable roots).
+    #[error("{role} database {target}: {reason}")]
+    TlsSettings {
         role: Role,
         target: String,
-        path: String,
         reason: String,
     },
     #[error("{role} database {target}: {reason}")]
@@ -32,70 +29,66 @@ pub enum ConnectError {
 }
 
 /// Connects and drives the connection on the current runtime.
-pub async fn connect(role: Role, db: &DbConfig) -> Result<tokio_postgres::Client, ConnectError> {
+pub async fn connect(role: Role, db: &DbConfig) -> Result<Client, ConnectError> {
     let target = db.describe();
-    let client = if db.pg.get_ssl_mode() == SslMode::Disable {
-        let (client, connection) = db
-            .pg
-            .connect(tokio_postgres::NoTls)
-            .await
-            .map_err(|e| connect_error(role, &target, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
-        client
-    } else {
-        let tls = tls_connector(role, db)?;
-        let (client, connection) = db
-            .pg
-            .connect(tls)
-            .await
-            .map_err(|e| connect_error(role, &target, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection closed");
-            }
-        });
-        client
+    let settings = |reason: String| ConnectError::TlsSettings {
+        role,
+        target: target.clone(),
+        reason,
     };
+    let plan = db.tls.plan(role).map_err(|e| settings(e.to_string()))?;
+    let connector = || {
+        tls::client_config(&plan.verify)
+            .map(MakeRustlsConnect::new)
+            .map_err(|e| settings(e.to_string()))
+    };
+    let attempt = match plan.mode {
+        Mode::Disable => plain(db).await,
+        // libpq's `allow`: plain first, TLS if the server turns that down.
+        Mode::Allow => match plain(db).await {
+            Err(e) if e.as_db_error().is_some() => {
+                with_tls(db, SslMode::Require, connector()?).await
+            }
+            other => other,
+        },
+        // tokio-postgres's `prefer` is libpq's: TLS when the server offers it.
+        Mode::Prefer => with_tls(db, SslMode::Prefer, connector()?).await,
+        Mode::Require | Mode::VerifyCa | Mode::VerifyFull => {
+            with_tls(db, SslMode::Require, connector()?).await
+        }
+    };
+    attempt.map_err(|e| connect_error(role, &target, &e))
+}
+
+async fn plain(db: &DbConfig) -> Result<Client, tokio_postgres::Error> {
+    let mut pg = db.pg.clone();
+    let (client, connection) = pg
+        .ssl_mode(SslMode::Disable)
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    tokio::spawn(drive(connection));
     Ok(client)
 }
 
-fn tls_connector(role: Role, db: &DbConfig) -> Result<MakeRustlsConnect, ConnectError> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &db.root_cert {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| ConnectError::RootCert {
-                role,
-                target: db.describe(),
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        for cert in certs {
-            roots.add(cert).map_err(|e| ConnectError::RootCert {
-                role,
-                target: db.describe(),
-                path: path.display().to_string(),
-                reason: e.to_string(),
-            })?;
-        }
+async fn with_tls(
+    db: &DbConfig,
+    mode: SslMode,
+    connector: MakeRustlsConnect,
+) -> Result<Client, tokio_postgres::Error> {
+    let mut pg = db.pg.clone();
+    let (client, connection) = pg.ssl_mode(mode).connect(connector).await?;
+    tokio::spawn(drive(connection));
+    Ok(client)
+}
+
+/// Runs a connection until it closes.
+async fn drive<T>(connection: tokio_postgres::Connection<tokio_postgres::Socket, T>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!(error = %e, "connection closed");
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConnectError::RootCert {
-            role,
-            target: db.describe(),
-            path: String::new(),
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(MakeRustlsConnect::new(config))
 }
 
 /// One line that says which database and what to check (see [`crate::diagnose`]).

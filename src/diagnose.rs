@@ -116,7 +116,7 @@ fn hint(class: Class, role: Role) -> Option<&'static str> {
             "check the user and password in the job's destination url/url_secret (see README: Redshift user)"
         }
         (Class::Tls, _) => {
-            "check sslmode (require needs a server with SSL on) and add the server's CA with sslrootcert= (RDS needs its CA bundle)"
+            "check sslmode (require and verify-* need a server with SSL on) and that sslrootcert= names the CA that issued the server's certificate (RDS: the region's bundle, README \"Reaching RDS over TLS\"); verify-full also needs the host name in it"
         }
         (Class::NoDatabase, Role::Source) => "check the database name in the job's source url",
         (Class::NoDatabase, Role::Destination) => {
@@ -306,7 +306,7 @@ mod tests {
             (
                 Role::Destination,
                 client("error performing TLS handshake: server does not support TLS", None, true),
-                "error performing TLS handshake: server does not support TLS — check sslmode (require needs a server with SSL on) and add the server's CA with sslrootcert= (RDS needs its CA bundle)",
+                "error performing TLS handshake: server does not support TLS — check sslmode (require and verify-* need a server with SSL on) and that sslrootcert= names the CA that issued the server's certificate (RDS: the region's bundle, README \"Reaching RDS over TLS\"); verify-full also needs the host name in it",
             ),
             (
                 Role::Source,

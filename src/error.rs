@@ -65,7 +65,7 @@ impl Error {
                 }
                 None => matches!(class, Class::Refused | Class::Unreachable),
             },
-            Error::Connect(ConnectError::RootCert { .. }) => false,
+            Error::Connect(ConnectError::TlsSettings { .. }) => false,
             Error::State(e) => e.is_retryable(),
         }
     }

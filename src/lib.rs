@@ -26,6 +26,8 @@ pub mod stage;
 pub mod state;
 pub mod status;
 pub mod sync;
+pub mod tls;
+pub mod verify;
 pub mod warehouse;
 
 pub use error::{Error, Result};

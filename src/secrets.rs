@@ -6,7 +6,6 @@
 //! (SecureString, read with decryption). Resolved settings are never stored.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
 use secrecy::{ExposeSecret, SecretString};
@@ -14,6 +13,7 @@ use serde::Deserialize;
 
 use crate::aws_error::{AwsError, Resource};
 use crate::config::UrlRef;
+use crate::tls::{Mode, Roots, Tls};
 
 /// Which database a reference is for, for messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,10 +35,10 @@ impl fmt::Display for Role {
 /// redacts it, and the raw text is a [`SecretString`]).
 #[derive(Clone)]
 pub struct DbConfig {
+    /// Everything but TLS, which [`crate::connect`] sets from `tls` per attempt.
     pub pg: tokio_postgres::Config,
-    /// A PEM file of CA certificates to trust in addition to the public roots
-    /// (`sslrootcert=` in the URL), e.g. the RDS CA bundle.
-    pub root_cert: Option<PathBuf>,
+    /// `sslmode` and `sslrootcert`, as libpq reads them ([`crate::tls`]).
+    pub tls: Tls,
     /// Where the settings came from, for messages: `secret arn:...`, `env SOURCE_URL`.
     pub origin: String,
 }
@@ -50,8 +50,7 @@ impl fmt::Debug for DbConfig {
             .field("port", &self.pg.get_ports())
             .field("user", &self.pg.get_user())
             .field("dbname", &self.pg.get_dbname())
-            .field("ssl_mode", &self.pg.get_ssl_mode())
-            .field("root_cert", &self.root_cert)
+            .field("tls", &self.tls)
             .field("origin", &self.origin)
             .finish_non_exhaustive()
     }
@@ -238,28 +237,32 @@ fn parse_rds_json(role: Role, text: &SecretString, origin: &str) -> Result<DbCon
     if let Some(db) = &secret.dbname {
         pg.dbname(db);
     }
-    pg.ssl_mode(match secret.sslmode.as_deref() {
-        None | Some("require") | Some("verify-full") | Some("verify-ca") => {
-            tokio_postgres::config::SslMode::Require
-        }
-        Some("prefer") => tokio_postgres::config::SslMode::Prefer,
-        Some("disable") => tokio_postgres::config::SslMode::Disable,
-        Some(other) => {
-            return Err(invalid(format!(
-                "JSON secret: sslmode {other:?} is not one of disable, prefer, require, verify-ca, verify-full"
-            )))
-        }
-    });
+    // RDS's secrets carry no sslmode; RDS accepts TLS, so ask for it.
+    let mode = match secret.sslmode.as_deref() {
+        None => Mode::Require,
+        Some(text) => Mode::parse(text).ok_or_else(|| {
+            invalid(format!(
+                "JSON secret: sslmode {text:?} is not one of {}",
+                Mode::NAMES
+            ))
+        })?,
+    };
     Ok(DbConfig {
         pg,
-        root_cert: secret.sslrootcert.map(PathBuf::from),
+        tls: Tls {
+            mode: Some(mode),
+            roots: secret
+                .sslrootcert
+                .as_deref()
+                .map_or(Roots::Unset, Roots::parse),
+        },
         origin: origin.to_string(),
     })
 }
 
 /// Parses a `postgres://` (or `postgresql://`, `redshift://`) URL or a key=value
-/// string. `sslrootcert=PATH` is taken out and kept; `sslmode=verify-ca|verify-full`
-/// mean `require` with certificate checks (which rustls always does).
+/// string. `sslmode` and `sslrootcert` are taken out and kept as [`Tls`] (libpq's six
+/// modes; tokio-postgres knows three).
 pub fn parse_url(role: Role, url: &SecretString, origin: &str) -> Result<DbConfig, SecretError> {
     let invalid = |reason: String| SecretError::Invalid {
         role,
@@ -275,7 +278,10 @@ pub fn parse_url(role: Role, url: &SecretString, origin: &str) -> Result<DbConfi
         Some((b, q)) => (b.to_string(), Some(q.to_string())),
         None => (raw.clone(), None),
     };
-    let mut root_cert = None;
+    let mut tls = Tls {
+        mode: None,
+        roots: Roots::Unset,
+    };
     let mut kept = Vec::new();
     for pair in query
         .iter()
@@ -283,8 +289,12 @@ pub fn parse_url(role: Role, url: &SecretString, origin: &str) -> Result<DbConfi
         .filter(|p| !p.is_empty())
     {
         match pair.split_once('=') {
-            Some(("sslrootcert", v)) => root_cert = Some(PathBuf::from(v)),
-            Some(("sslmode", "verify-full" | "verify-ca")) => kept.push("sslmode=require".into()),
+            Some(("sslrootcert", v)) => tls.roots = Roots::parse(v),
+            Some(("sslmode", v)) => {
+                tls.mode = Some(Mode::parse(v).ok_or_else(|| {
+                    invalid(format!("sslmode {v:?} is not one of {}", Mode::NAMES))
+                })?)
+            }
             _ => kept.push(pair.to_string()),
         }
     }
@@ -306,7 +316,7 @@ pub fn parse_url(role: Role, url: &SecretString, origin: &str) -> Result<DbConfi
     }
     Ok(DbConfig {
         pg,
-        root_cert,
+        tls,
         origin: origin.to_string(),
     })
 }
@@ -314,7 +324,6 @@ pub fn parse_url(role: Role, url: &SecretString, origin: &str) -> Result<DbConfi
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio_postgres::config::SslMode;
 
     fn s(text: &str) -> SecretString {
         SecretString::from(text.to_string())
@@ -330,8 +339,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.pg.get_user(), Some("app"));
         assert_eq!(c.pg.get_password(), Some(&b"hunter2"[..]));
-        assert_eq!(c.pg.get_ssl_mode(), SslMode::Require);
-        assert_eq!(c.root_cert, Some(PathBuf::from("/opt/rds.pem")));
+        assert_eq!(
+            c.tls,
+            Tls {
+                mode: Some(Mode::Require),
+                roots: Roots::File("/opt/rds.pem".into())
+            }
+        );
         assert_eq!(c.describe(), "db.internal:6432/shop");
         assert!(!format!("{c:?}").contains("hunter2"));
     }
@@ -344,8 +358,24 @@ mod tests {
             "test",
         )
         .unwrap();
-        assert_eq!(c.pg.get_ssl_mode(), SslMode::Require);
+        assert_eq!(c.tls.mode, Some(Mode::VerifyFull));
+        assert_eq!(c.tls.roots, Roots::Unset);
         assert_eq!(c.pg.get_ports(), &[5439]);
+        let c = parse_url(
+            Role::Source,
+            &s("postgres://h/db?sslmode=allow&sslrootcert=system"),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(
+            c.tls,
+            Tls {
+                mode: Some(Mode::Allow),
+                roots: Roots::System
+            }
+        );
+        let c = parse_url(Role::Source, &s("postgres://h/db"), "t").unwrap();
+        assert_eq!(c.tls.mode, None);
     }
 
     #[test]
@@ -355,6 +385,10 @@ mod tests {
             (
                 "postgres://u:secretpw@h/db?bogus=1",
                 "not a valid PostgreSQL URL",
+            ),
+            (
+                "postgres://u:secretpw@h/db?sslmode=verify_full",
+                "sslmode \"verify_full\" is not one of disable, allow, prefer, require, verify-ca, verify-full",
             ),
         ] {
             let e = parse_url(Role::Source, &s(url), "secret x")
@@ -380,7 +414,11 @@ mod tests {
         assert_eq!(c.pg.get_password(), Some(&b"p@ss:w/rd"[..]));
         assert_eq!(c.pg.get_ports(), &[5433]);
         assert_eq!(c.pg.get_dbname(), Some("shop"));
-        assert_eq!(c.pg.get_ssl_mode(), SslMode::Require);
+        assert_eq!(
+            c.tls.mode,
+            Some(Mode::Require),
+            "RDS's secrets name no sslmode"
+        );
         let e = parse_secret_text(
             Role::Source,
             &s(r#"{"host":"db","password":"topsecret"}"#),

@@ -16,7 +16,7 @@ use crate::support::{text, World};
 const PASSWORD: &str = "Pw-never-printed-7c1e";
 
 const CONNECT_HINT: &str = "check the host and port, and that the server accepts connections from here (security group, VPC, NAT)";
-const TLS_HINT: &str = "check sslmode (require needs a server with SSL on) and add the server's CA with sslrootcert= (RDS needs its CA bundle)";
+const TLS_HINT: &str = "check sslmode (require and verify-* need a server with SSL on) and that sslrootcert= names the CA that issued the server's certificate (RDS: the region's bundle, README \"Reaching RDS over TLS\"); verify-full also needs the host name in it";
 const SOURCE_GRANT: &str = "grant SELECT on the table and USAGE on its schema to the loader's user (see README: source user)";
 const REDSHIFT_GRANT: &str = "grant the loader user CREATE and USAGE on the schema, SELECT/INSERT/DELETE on its tables, and CREATE on the database while the schema does not exist (see README: Redshift user)";
 

@@ -23,3 +23,4 @@ mod sync;
 mod template;
 mod tls;
 mod users;
+mod verify;

@@ -96,6 +96,11 @@ impl World {
         w
     }
 
+    /// This world's own source cluster (`with_own_source`, `with_replica_source`).
+    pub fn own_source(&self) -> Option<&testkit::pg::PgCluster> {
+        self.own_source.as_ref()
+    }
+
     /// The standby the loader reads, directly (`with_replica_source` only).
     pub async fn replica(&self) -> tokio_postgres::Client {
         self.replica

@@ -216,6 +216,10 @@ async fn main() -> Result<()> {
     }
     println!("{}", report::table(&results));
     println!("{}", report::legend(&results));
+    let split = report::split(&results, "baseline_raw");
+    if !split.is_empty() {
+        println!("end-to-end loads, by step:\n{split}");
+    }
     let churn = report::churn(&results);
     if !churn.is_empty() {
         println!("under a steady update load:\n{churn}");
@@ -333,13 +337,14 @@ async fn pipeline(
 
     step("ours, end to end: redshift-loader run (initial load into the emulator)");
     let (mut e2e, mut e2e_cpu) = (Vec::new(), Vec::new());
-    let mut rss = Vec::new();
+    let (mut rss, mut e2e_reports) = (Vec::new(), Vec::new());
     for rep in 1..=opts.reps {
         let (job, schema) = (format!("e2e{rep}"), format!("e2e_{rep}"));
         if rep > 1 {
             bench.setup_job(&job, &schema, "big").await?;
         }
-        let run = bench.run(&job).await?;
+        let (run, report) = bench.run_report(&job, &[]).await?;
+        e2e_reports.push(report);
         eprintln!(
             "  {job}: {:.1} s, peak RSS {:.1} MiB",
             run.seconds, run.peak_rss_mib
@@ -361,7 +366,8 @@ async fn pipeline(
             e2e,
         )
         .with_cpu(e2e_cpu)
-        .with_rss(rss),
+        .with_rss(rss)
+        .with_redshift(report::RedshiftSplit::of(&e2e_reports)),
     );
 
     step(&format!(

@@ -31,6 +31,41 @@ pub struct Measure {
     /// those of each run).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub churn: Option<Churn>,
+    /// End-to-end loads: where the time in Redshift went (medians over repetitions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redshift: Option<RedshiftSplit>,
+}
+
+/// A load's time in Redshift by step, from the runs' reports (medians), and how its
+/// chunks landed.
+#[derive(Debug, Clone, Serialize)]
+pub struct RedshiftSplit {
+    pub copy_seconds: f64,
+    pub merge_seconds: f64,
+    pub commit_seconds: f64,
+    pub chunks: u64,
+    pub chunks_appended: u64,
+}
+
+impl RedshiftSplit {
+    /// From one report per repetition.
+    pub fn of(reports: &[Report]) -> RedshiftSplit {
+        let secs = |f: fn(&Report) -> u64| {
+            median(
+                &reports
+                    .iter()
+                    .map(|r| f(r) as f64 / 1000.0)
+                    .collect::<Vec<_>>(),
+            )
+        };
+        RedshiftSplit {
+            copy_seconds: secs(|r| r.redshift_ms.copy),
+            merge_seconds: secs(|r| r.redshift_ms.merge),
+            commit_seconds: secs(|r| r.redshift_ms.commit),
+            chunks: reports.first().map_or(0, |r| r.chunks),
+            chunks_appended: reports.first().map_or(0, |r| r.chunks_appended),
+        }
+    }
 }
 
 /// Under a steady update load: what the source committed and what the loader loaded.
@@ -118,6 +153,7 @@ impl Measure {
             cpu_seconds: Vec::new(),
             median_cpu_seconds: None,
             churn: None,
+            redshift: None,
         }
     }
 
@@ -133,6 +169,11 @@ impl Measure {
         if !rss.is_empty() {
             self.peak_rss_mib = Some(median(&rss));
         }
+        self
+    }
+
+    pub fn with_redshift(mut self, split: RedshiftSplit) -> Measure {
+        self.redshift = Some(split);
         self
     }
 
@@ -247,6 +288,40 @@ pub fn legend(results: &Results) -> String {
         .measures
         .iter()
         .map(|m| format!("  {:<18} {}", m.name, m.what))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A line per end-to-end load: its time in Redshift by step, and its time over
+/// `baseline`'s (psql's COPY of the same rows into /dev/null).
+pub fn split(results: &Results, baseline: &str) -> String {
+    let base = results
+        .measures
+        .iter()
+        .find(|m| m.name == baseline)
+        .map(|m| m.median_seconds);
+    results
+        .measures
+        .iter()
+        .filter_map(|m| Some((m, m.redshift.as_ref()?)))
+        .map(|(m, r)| {
+            let share = |s: f64| 100.0 * s / m.median_seconds.max(f64::EPSILON);
+            let ratio = base.map_or("–".to_string(), |b| {
+                format!("{:.1}× {baseline}", m.median_seconds / b.max(f64::EPSILON))
+            });
+            format!(
+                "  {}: {:.2} s ({ratio}); in Redshift: COPY {:.2} s ({:.0} %), merge {:.2} s ({:.0} %), COMMIT {:.2} s; {} of {} chunks appended without a DELETE",
+                m.name,
+                m.median_seconds,
+                r.copy_seconds,
+                share(r.copy_seconds),
+                r.merge_seconds,
+                share(r.merge_seconds),
+                r.commit_seconds,
+                r.chunks_appended,
+                r.chunks
+            )
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -122,6 +122,7 @@ fn merge(previous: &mut sync::Outcome, next: sync::Outcome) {
             a.reread_rows += b.reread_rows;
             a.chunks += b.chunks;
             a.chunks_appended += b.chunks_appended;
+            a.redshift_ms.add(b.redshift_ms);
             a.bytes_staged += b.bytes_staged;
             a.values_truncated += b.values_truncated;
             a.values_nulled += b.values_nulled;

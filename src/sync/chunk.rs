@@ -7,7 +7,7 @@
 use super::mark::Snapshot;
 use super::plan::{Pass, PassKind};
 use super::table::TableRun;
-use super::{Ctx, Report, Step, SyncError};
+use super::{Ctx, RedshiftMs, Report, Step, SyncError};
 use crate::source::extract::extract_chunk;
 use crate::source::query::{self, Chunk};
 use crate::source::snapshot::Unseen;
@@ -184,8 +184,17 @@ impl Ctx<'_> {
         )
         .await;
         match loaded {
-            Ok(Landed::Appended) => report.chunks_appended += 1,
-            Ok(Landed::Merged) => {}
+            Ok(loaded) => {
+                if loaded.landed == Landed::Appended {
+                    report.chunks_appended += 1;
+                }
+                let ms = |d: std::time::Duration| d.as_millis() as u64;
+                report.redshift_ms.add(RedshiftMs {
+                    copy: ms(loaded.copy),
+                    merge: ms(loaded.merge),
+                    commit: ms(loaded.commit),
+                });
+            }
             Err(LoadError::Interrupted(e)) => {
                 return Err(match e.downcast::<SyncError>() {
                     Ok(e) => *e,

@@ -259,6 +259,28 @@ pub struct Report {
     /// `widen column ...`), as setup would.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub schema_changes: Vec<String>,
+    /// Where the chunks' time in Redshift went, in milliseconds over all chunks (the
+    /// rest of a run is reading, encoding and staging).
+    #[serde(default)]
+    pub redshift_ms: RedshiftMs,
+}
+
+/// Milliseconds in Redshift by step, summed over a run's chunks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedshiftMs {
+    /// BEGIN, the stage table, the COPY and its count check.
+    pub copy: u64,
+    /// The dedupe, the key check, the DELETE (when merged) and the INSERT.
+    pub merge: u64,
+    pub commit: u64,
+}
+
+impl RedshiftMs {
+    pub fn add(&mut self, other: RedshiftMs) {
+        self.copy += other.copy;
+        self.merge += other.merge;
+        self.commit += other.commit;
+    }
 }
 
 impl Report {

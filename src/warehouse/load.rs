@@ -4,6 +4,8 @@
 //! Serverless, which has no STL tables): the catalog says which one exists. The refused
 //! value is redacted unless `LOADER_SHOW_REJECTED_VALUES` says otherwise.
 
+use std::time::{Duration, Instant};
+
 use tokio_postgres::SimpleQueryMessage;
 
 use super::sql::{self, ColumnDef, CopyFrom};
@@ -165,7 +167,7 @@ pub enum Merge<'a> {
 /// `before_commit` is awaited after the COPY and the merge, right before COMMIT, inside
 /// the transaction (the caller's fence: is the table still ours?); an error from it rolls
 /// the chunk back. `show_values`: whether a load error shows the refused value.
-/// Returns how the chunk landed.
+/// Returns how the chunk landed and where its time went.
 #[allow(clippy::too_many_arguments)]
 pub async fn load_chunk(
     rs: &tokio_postgres::Client,
@@ -177,7 +179,7 @@ pub async fn load_chunk(
     rows_written: u64,
     show_values: bool,
     before_commit: impl std::future::Future<Output = Result<(), BeforeCommitError>>,
-) -> Result<Landed, LoadError> {
+) -> Result<Loaded, LoadError> {
     let mut staged: Vec<ColumnDef> = columns.to_vec();
     if let Merge::Upsert { .. } = merge {
         staged.push(ColumnDef {
@@ -192,11 +194,13 @@ pub async fn load_chunk(
         sql::create_stage(STAGE, &staged),
         sql::copy_from_manifest(&quote::ident(STAGE), &names, from),
     ];
+    let started = Instant::now();
     let result = async {
         for s in &statements {
             run(rs, target, s).await?;
         }
         let loaded = last_copy_count(rs, target).await?;
+        let copied = Instant::now();
         if loaded != rows_written {
             return Err(LoadError::CountMismatch {
                 table: target.clone(),
@@ -221,13 +225,20 @@ pub async fn load_chunk(
         for s in &statements {
             run(rs, target, s).await?;
         }
+        let merged = Instant::now();
         before_commit.await.map_err(LoadError::Interrupted)?;
+        let fenced = Instant::now();
         run(rs, target, "COMMIT").await?;
-        Ok(landed)
+        Ok(Loaded {
+            landed,
+            copy: copied - started,
+            merge: merged - copied,
+            commit: fenced.elapsed(),
+        })
     }
     .await;
     let e = match result {
-        Ok(landed) => return Ok(landed),
+        Ok(loaded) => return Ok(loaded),
         Err(e) => e,
     };
     let _ = rs.batch_execute("ROLLBACK").await;
@@ -239,6 +250,18 @@ pub async fn load_chunk(
         }
     }
     Err(e)
+}
+
+/// A loaded chunk: how it landed, and the time of each step in Redshift.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Loaded {
+    pub landed: Landed,
+    /// BEGIN, the stage table and the COPY, with its count check.
+    pub copy: Duration,
+    /// The dedupe, the key check, the DELETE (when merged) and the INSERT.
+    pub merge: Duration,
+    /// The COMMIT (the fence before it is the caller's and not counted).
+    pub commit: Duration,
 }
 
 /// How a chunk landed in the target.

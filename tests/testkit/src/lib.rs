@@ -21,3 +21,4 @@ pub mod process;
 pub mod redshift;
 pub mod runtime;
 pub mod stack;
+pub mod tls;

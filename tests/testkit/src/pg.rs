@@ -242,6 +242,61 @@ impl PgCluster {
         }
     }
 
+    /// Turns TLS on with `cert` (plain connections are still accepted, as on RDS unless
+    /// `rds.force_ssl` is set), and returns once new sessions see it.
+    pub async fn enable_tls(&self, cert: &crate::tls::ServerCert) -> Result<()> {
+        let owner = server_user()?;
+        let mut paths = Vec::new();
+        for (from, name) in [(&cert.cert, "server.pem"), (&cert.key, "server.key")] {
+            let to = self.dir().join(name);
+            std::fs::copy(from, &to).with_context(|| format!("copying {}", from.display()))?;
+            // The server reads its key only if nobody else can.
+            std::fs::set_permissions(&to, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+            if let Some((uid, gid)) = owner {
+                chown(&to, uid, gid)?;
+            }
+            paths.push(to);
+        }
+        let admin = self.connect("postgres").await?;
+        // ALTER SYSTEM refuses to run in a multi-statement query: one at a time.
+        for statement in [
+            format!("ALTER SYSTEM SET ssl_cert_file = '{}'", paths[0].display()),
+            format!("ALTER SYSTEM SET ssl_key_file = '{}'", paths[1].display()),
+            "ALTER SYSTEM SET ssl = on".into(),
+            "SELECT pg_reload_conf()".into(),
+        ] {
+            admin.batch_execute(&statement).await?;
+        }
+        let started = Instant::now();
+        loop {
+            let fresh = self.connect("postgres").await?;
+            let on: String = fresh.query_one("SHOW ssl", &[]).await?.get(0);
+            if on == "on" {
+                return Ok(());
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "ssl is still off 10 s after the reload:\n{}",
+                    process::log_tail(&self.dir().join("postgres.log"), 20)
+                );
+            }
+            // Polling the postmaster's reload; nothing to wait on but a new session.
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Puts `lines` at the top of pg_hba.conf (first match wins) and reloads.
+    pub async fn hba_prepend(&self, lines: &str) -> Result<()> {
+        let path = self.dir().join("data").join("pg_hba.conf");
+        let old = std::fs::read_to_string(&path)?;
+        std::fs::write(&path, format!("{lines}\n{old}"))?;
+        self.connect("postgres")
+            .await?
+            .batch_execute("SELECT pg_reload_conf()")
+            .await?;
+        Ok(())
+    }
+
     /// The directory holding this cluster's data and server log.
     pub fn dir(&self) -> &Path {
         self.scratch.path()

@@ -81,6 +81,8 @@ impl Stack {
             serverless: false,
             iam_role: None,
             slices: Some(DEFAULT_SLICES),
+            tls: None,
+            require_ssl: false,
         })
         .await
         .context("Redshift emulator")?;
@@ -92,6 +94,8 @@ impl Stack {
             serverless: true,
             iam_role: None,
             slices: None,
+            tls: None,
+            require_ssl: false,
         })
         .await
         .context("Redshift emulator (serverless)")?;

@@ -286,6 +286,8 @@ async fn stv_slices_lists_the_configured_slices_and_serverless_has_none() {
         serverless: false,
         iam_role: None,
         slices: Some(8),
+        tls: None,
+        require_ssl: false,
     })
     .await
     .unwrap();
@@ -1282,6 +1284,8 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
         serverless: false,
         iam_role: Some(role.into()),
         slices: Some(testkit::redshift::DEFAULT_SLICES),
+        tls: None,
+        require_ssl: false,
     })
     .await
     .unwrap();

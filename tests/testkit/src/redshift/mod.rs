@@ -54,6 +54,11 @@ pub struct EmulatorConfig {
     /// The slices `stv_slices` lists (one row each); `None`: no `stv_slices`, as on
     /// Redshift Serverless, which has no STV tables.
     pub slices: Option<u32>,
+    /// Answer TLS requests with this server configuration (Redshift accepts TLS and,
+    /// unless `require_ssl` is set, plain connections too). `None`: plain only.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Refuse plain connections, as a cluster whose parameter group sets `require_ssl`.
+    pub require_ssl: bool,
 }
 
 /// The slices of the stack's provisioned emulator: two, the smallest cluster's
@@ -151,11 +156,21 @@ async fn backend_session(
 }
 
 /// One client connection.
-async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
-    client.set_nodelay(true)?;
+async fn serve(tcp: TcpStream, shared: Arc<Shared>) -> Result<()> {
+    tcp.set_nodelay(true)?;
+    let mut client: Box<dyn ClientIo> = Box::new(tcp);
+    let mut tls_in_use = false;
     let (mut code, mut body) = wire::read_startup(&mut client).await?;
     while code == wire::SSL_REQUEST || code == wire::GSSENC_REQUEST {
-        tokio::io::AsyncWriteExt::write_all(&mut client, b"N").await?;
+        match (&shared.cfg.tls, code) {
+            (Some(tls), wire::SSL_REQUEST) => {
+                tokio::io::AsyncWriteExt::write_all(&mut client, b"S").await?;
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls.clone());
+                client = Box::new(acceptor.accept(client).await.context("TLS handshake")?);
+                tls_in_use = true;
+            }
+            _ => tokio::io::AsyncWriteExt::write_all(&mut client, b"N").await?,
+        }
         (code, body) = wire::read_startup(&mut client).await?;
     }
     if code == wire::CANCEL_REQUEST {
@@ -170,6 +185,18 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
     }
     if code != wire::PROTOCOL_3 {
         bail!("unsupported protocol {code}");
+    }
+    if shared.cfg.require_ssl && !tls_in_use {
+        // What PostgreSQL (and so Redshift) says when no hba line admits a plain session.
+        wire::write(
+            &mut client,
+            &[wire::error_response(
+                "28000",
+                "no pg_hba.conf entry for host, SSL off (require_ssl is set)",
+            )],
+        )
+        .await?;
+        return Ok(());
     }
     let params = wire::startup_params(&body);
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -210,9 +237,14 @@ async fn serve(mut client: TcpStream, shared: Arc<Shared>) -> Result<()> {
     session.run().await
 }
 
+/// A client's stream: TCP, or TLS over it.
+trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync {}
+
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + Sync> ClientIo for T {}
+
 /// One client session and its backend session.
 struct Sess {
-    client: TcpStream,
+    client: Box<dyn ClientIo>,
     backend: TcpStream,
     shared: Arc<Shared>,
     database: String,
@@ -291,6 +323,7 @@ impl Sess {
                 self.refusals.clear();
                 self.described.clear();
                 tokio::io::AsyncWriteExt::write_all(&mut self.client, &batch).await?;
+                tokio::io::AsyncWriteExt::flush(&mut self.client).await?;
                 return Ok(());
             }
             if batch.len() > 64 * 1024 {

@@ -66,6 +66,17 @@ CREATE OR REPLACE FUNCTION public.json_parse(text) RETURNS jsonb LANGUAGE sql IM
   AS $f$ SELECT $1::jsonb $f$;
 CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sql IMMUTABLE STRICT
   AS $f$ SELECT $1::text $f$;
+CREATE OR REPLACE FUNCTION public.strtol(num text, base integer) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT
+  AS $f$ DECLARE r bigint := 0; d integer; c text;
+  BEGIN
+    IF base < 2 OR base > 36 OR num = '' THEN RAISE EXCEPTION 'invalid input for STRTOL'; END IF;
+    FOREACH c IN ARRAY regexp_split_to_array(lower(num), '') LOOP
+      d := position(c in '0123456789abcdefghijklmnopqrstuvwxyz') - 1;
+      IF d < 0 OR d >= base THEN RAISE EXCEPTION 'invalid input for STRTOL'; END IF;
+      r := r * base + d;
+    END LOOP;
+    RETURN r;
+  END $f$;
 CREATE OR REPLACE FUNCTION public.is_valid_json(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
   AS $f$ BEGIN PERFORM $1::jsonb; RETURN true; EXCEPTION WHEN others THEN RETURN false; END $f$;
 CREATE OR REPLACE FUNCTION public.rs_emulator_install_checks(rel regclass) RETURNS void

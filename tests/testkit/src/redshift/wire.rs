@@ -2,7 +2,7 @@
 //! emulator answers with itself, and run simple queries on a backend stream.
 
 use anyhow::{bail, Context, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub const SSL_REQUEST: i32 = 80877103;
@@ -36,7 +36,7 @@ impl Message {
 }
 
 /// Reads the untyped start-up packet: (code, body after the code).
-pub async fn read_startup(stream: &mut TcpStream) -> Result<(i32, Vec<u8>)> {
+pub async fn read_startup(stream: &mut (impl AsyncRead + Unpin)) -> Result<(i32, Vec<u8>)> {
     let len = stream.read_i32().await.context("reading start-up length")?;
     if !(8..=10_000).contains(&len) {
         bail!("bad start-up packet length {len}");
@@ -79,7 +79,7 @@ pub fn startup_packet(params: &[(String, String)]) -> Vec<u8> {
 }
 
 /// Reads one typed message; `None` at a clean end of stream.
-pub async fn read_message(stream: &mut TcpStream) -> Result<Option<Message>> {
+pub async fn read_message(stream: &mut (impl AsyncRead + Unpin)) -> Result<Option<Message>> {
     let tag = match stream.read_u8().await {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
@@ -94,12 +94,14 @@ pub async fn read_message(stream: &mut TcpStream) -> Result<Option<Message>> {
     Ok(Some(Message { tag, body }))
 }
 
-pub async fn write(stream: &mut TcpStream, messages: &[Message]) -> Result<()> {
+/// Writes `messages` and flushes them (a TLS stream holds what it is given until then).
+pub async fn write(stream: &mut (impl AsyncWrite + Unpin), messages: &[Message]) -> Result<()> {
     let mut out = Vec::new();
     for m in messages {
         m.encode_into(&mut out);
     }
     stream.write_all(&out).await?;
+    stream.flush().await?;
     Ok(())
 }
 
