@@ -4,6 +4,7 @@
 use aws_config::SdkConfig;
 
 use crate::secrets::SecretClients;
+use crate::stage::compress::Codec;
 
 /// The loader's environment, the same names for the CLI and the Lambda function.
 ///
@@ -37,7 +38,17 @@ pub struct Settings {
     /// load error (stored in DynamoDB, the run history, logs, the failure queue). Off by
     /// default: the error then tells column, line, reason and the value's length only.
     pub show_rejected_values: bool,
+    /// `LOADER_FILES_PER_CHUNK`: how many files each chunk is staged as (1 to
+    /// [`MAX_FILES_PER_CHUNK`]); unset, one per slice of the destination cluster, at
+    /// most [`crate::warehouse::slices::MAX_FILES`].
+    pub files_per_chunk: Option<usize>,
+    /// `LOADER_STAGING_COMPRESSION`: `zstd` (the default) or `gzip` (level 1).
+    pub staging_compression: Codec,
 }
+
+/// The most `LOADER_FILES_PER_CHUNK` may ask for (each file in flight holds its own
+/// buffers: [`crate::stage::upload`]).
+pub const MAX_FILES_PER_CHUNK: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{name} is not set: {what}")]
@@ -70,6 +81,8 @@ pub const KNOWN: &[&str] = &[
     "LOADER_FUNCTION_ARN",
     "LOADER_S3_FORCE_PATH_STYLE",
     "LOADER_SHOW_REJECTED_VALUES",
+    "LOADER_FILES_PER_CHUNK",
+    "LOADER_STAGING_COMPRESSION",
     "LOADER_CATCHUP_WINDOW",
     "LOADER_LOOKBACK_SECONDS",
     "LOADER_LEASE_SECONDS",
@@ -121,7 +134,21 @@ impl Settings {
             }),
             s3_force_path_style: false,
             show_rejected_values: false,
+            files_per_chunk: None,
+            staging_compression: Codec::default(),
         };
+        if let Some(v) = get("LOADER_FILES_PER_CHUNK") {
+            match check::files_per_chunk(&v) {
+                Ok(n) => settings.files_per_chunk = Some(n),
+                Err(reason) => bad.push(format!("LOADER_FILES_PER_CHUNK: {reason}")),
+            }
+        }
+        if let Some(v) = get("LOADER_STAGING_COMPRESSION") {
+            match Codec::parse(&v) {
+                Ok(codec) => settings.staging_compression = codec,
+                Err(reason) => bad.push(format!("LOADER_STAGING_COMPRESSION: {reason}")),
+            }
+        }
         if let Some(v) = get("LOADER_S3_FORCE_PATH_STYLE") {
             match check::flag(&v) {
                 Ok(on) => settings.s3_force_path_style = on,
@@ -197,6 +224,19 @@ mod check {
         ok.then_some(()).ok_or_else(|| {
             format!("expected a DynamoDB table name (3 to 255 letters, digits, '_', '.' or '-') or its ARN, got {v:?}")
         })
+    }
+
+    /// A number of files per chunk, 1 to [`super::MAX_FILES_PER_CHUNK`].
+    pub fn files_per_chunk(v: &str) -> Result<usize, String> {
+        v.parse::<usize>()
+            .ok()
+            .filter(|n| (1..=super::MAX_FILES_PER_CHUNK).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "expected a whole number of files from 1 to {} (unset: one per slice of the cluster), got {v:?}",
+                    super::MAX_FILES_PER_CHUNK
+                )
+            })
     }
 
     /// An S3 bucket name: not a URL, not a path (names from before 2018 may hold upper
@@ -325,6 +365,7 @@ impl Clients {
 #[cfg(test)]
 mod tests {
     use super::{unknown, Settings};
+    use crate::stage::compress::Codec;
     use std::collections::HashMap;
 
     fn settings(pairs: &[(&str, &str)]) -> Result<Settings, String> {
@@ -354,6 +395,15 @@ mod tests {
         let empty = settings(&[]).unwrap();
         assert!(!empty.s3_force_path_style);
         assert!(!empty.show_rejected_values);
+        assert_eq!(empty.files_per_chunk, None);
+        assert_eq!(empty.staging_compression, Codec::Zstd);
+        let staging = settings(&[
+            ("LOADER_FILES_PER_CHUNK", " 3 "),
+            ("LOADER_STAGING_COMPRESSION", "gzip"),
+        ])
+        .unwrap();
+        assert_eq!(staging.files_per_chunk, Some(3));
+        assert_eq!(staging.staging_compression, Codec::Gzip);
         assert!(
             settings(&[("LOADER_SHOW_REJECTED_VALUES", "true")])
                 .unwrap()
@@ -392,6 +442,8 @@ mod tests {
             ("LOADER_TABLES_PER_INVOCATION", "16"),
             ("LOADER_FANOUT_LIMIT", "4"),
             ("LOADER_DEADLINE_MARGIN_SECONDS", "3m"),
+            ("LOADER_FILES_PER_CHUNK", "16"),
+            ("LOADER_STAGING_COMPRESSION", "zstd"),
             ("IMPORT_ROW_LIMIT", "5000000"),
             ("IMPORT_CHUNK_SIZE", "100_000"),
         ]);
@@ -421,6 +473,10 @@ mod tests {
             ("LOADER_FANOUT_LIMIT", "0", "LOADER_FANOUT_LIMIT: \"0\" is not a whole number from 1 to 1000"),
             ("LOADER_S3_FORCE_PATH_STYLE", "on", "LOADER_S3_FORCE_PATH_STYLE: expected true or false, got \"on\""),
             ("LOADER_SHOW_REJECTED_VALUES", "show", "LOADER_SHOW_REJECTED_VALUES: expected true or false, got \"show\""),
+            ("LOADER_FILES_PER_CHUNK", "0", "LOADER_FILES_PER_CHUNK: expected a whole number of files from 1 to 64 (unset: one per slice of the cluster), got \"0\""),
+            ("LOADER_FILES_PER_CHUNK", "auto", "LOADER_FILES_PER_CHUNK: expected a whole number of files from 1 to 64 (unset: one per slice of the cluster), got \"auto\""),
+            ("LOADER_FILES_PER_CHUNK", "65", "LOADER_FILES_PER_CHUNK: expected a whole number of files from 1 to 64 (unset: one per slice of the cluster), got \"65\""),
+            ("LOADER_STAGING_COMPRESSION", "bzip2", "LOADER_STAGING_COMPRESSION: expected zstd or gzip, got \"bzip2\""),
             ("LOADER_STAGING_BUCKET", "s3://my-bucket/staging", "LOADER_STAGING_BUCKET: expected a bucket name such as my-staging-bucket (3 to 63 lowercase letters, digits, '.' or '-'; no s3:// and no path), got \"s3://my-bucket/staging\""),
             ("LOADER_STAGING_BUCKET", "my bucket", "LOADER_STAGING_BUCKET: expected a bucket name such as my-staging-bucket (3 to 63 lowercase letters, digits, '.' or '-'; no s3:// and no path), got \"my bucket\""),
             ("LOADER_STAGING_PREFIX", "s3://b/staging", "LOADER_STAGING_PREFIX: expected a key prefix inside LOADER_STAGING_BUCKET such as staging (no s3://), got \"s3://b/staging\""),

@@ -10,8 +10,8 @@
 //! `make bench`). A fixed threshold stops that: the staging buffers are mapped and
 //! unmapped whole, and the peak stays where the live buffers put it (33–35 MiB for
 //! both; BENCHMARKS.md). The upload reuses its
-//! block and member buffers ([`crate::stage::upload::GzipUpload::empty_block`]), so
-//! the fixed threshold costs no page faults per block.
+//! block buffers ([`crate::stage::upload::ChunkUpload::empty_block`]) across the
+//! chunk's objects, so the fixed threshold costs no page faults per block.
 
 /// Allocations this large or larger are mapped on their own.
 pub const MMAP_THRESHOLD_BYTES: usize = 256 * 1024;

@@ -448,7 +448,7 @@ async fn a_missing_staging_bucket_is_one_line_that_names_the_setting() {
     );
     assert!(
         error.ends_with(&format!(
-            ".csv.gz: S3 bucket {bucket} does not exist — check LOADER_STAGING_BUCKET and AWS_REGION"
+            ".csv.zst: S3 bucket {bucket} does not exist — check LOADER_STAGING_BUCKET and AWS_REGION"
         )),
         "{error}"
     );

@@ -174,6 +174,7 @@ async fn tls_emulator(
         s3: w.stack.moto.s3_client().await,
         serverless: false,
         iam_role: None,
+        slices: Some(testkit::redshift::DEFAULT_SLICES),
         tls: Some(cert.server_config().unwrap()),
         require_ssl,
     })

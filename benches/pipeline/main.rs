@@ -30,7 +30,7 @@ use redshift_loader::setup::{self, Decisions, DECISIONS};
 use redshift_loader::source::extract::extract_chunk;
 use redshift_loader::source::query::{self, Chunk, KeyColumn};
 use redshift_loader::stage::sink::NullSink;
-use redshift_loader::stage::upload::GzipUpload;
+use redshift_loader::stage::upload::ChunkUpload;
 use redshift_loader::sync::Report;
 use redshift_loader::warehouse::types::Load;
 use testkit::stack::{EnvNames, Stack};
@@ -105,13 +105,18 @@ struct Opts {
     /// Only the parallel scenario.
     #[arg(long)]
     parallel_only: bool,
+    /// LOADER_STAGING_COMPRESSION for every run, in process and CLI (`zstd` or `gzip`;
+    /// default: the loader's own).
+    #[arg(long)]
+    compression: Option<String>,
+    /// LOADER_FILES_PER_CHUNK for every run (default: the CLI asks the emulator, which
+    /// reports testkit's DEFAULT_SLICES slices; the in-process extracts use as many).
+    #[arg(long)]
+    files: Option<usize>,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
 }
-
-/// The part size production uses (sync.rs).
-const PART_BYTES: usize = redshift_loader::stage::upload::MIN_PART_BYTES;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -186,7 +191,8 @@ async fn main() -> Result<()> {
         rows: if only { 0 } else { opts.rows },
         repetitions: opts.reps,
         source_csv_bytes: source_bytes,
-        staged_gzip_bytes: staged,
+        staged_bytes: staged,
+        compression: format!("{:?}", bench.app.settings.staging_compression).to_lowercase(),
         measures,
         verified,
     };
@@ -197,10 +203,12 @@ async fn main() -> Result<()> {
         );
     } else {
         println!(
-            "\n{} rows, {:.1} MB of source CSV, {:.1} MB staged (gzip); {}, {} CPUs; medians of {}:",
+            "\n{} rows, {:.1} MB of source CSV, {:.1} MB staged ({}, {} files a chunk); {}, {} CPUs; medians of {}:",
             results.rows,
             source_bytes as f64 / 1e6,
             staged as f64 / 1e6,
+            results.compression,
+            bench.files,
             results.machine.cpu_model,
             results.machine.cpus,
             results.repetitions
@@ -300,8 +308,8 @@ async fn pipeline(
         let (seconds, cpu, _) = bench.ours(&extract, None, opts.rows).await?;
         null.push(seconds);
         null_cpu.push(cpu);
-        let key = format!("bench/ours-s3-{rep}.csv.gz");
-        let (seconds, cpu, bytes) = bench.ours(&extract, Some(&key), opts.rows).await?;
+        let prefix = format!("bench/ours-s3-{rep}");
+        let (seconds, cpu, bytes) = bench.ours(&extract, Some(&prefix), opts.rows).await?;
         s3.push(seconds);
         s3_cpu.push(cpu);
         staged = bytes;
@@ -309,7 +317,7 @@ async fn pipeline(
     measures.push(
         Measure::new(
             "ours_null",
-            "extract_chunk (whole table, one stream) → encoder → gzip → null sink, in process",
+            "extract_chunk (whole table, one stream) → encoder → one compressor per file → null sinks, in process",
             opts.rows,
             source_bytes,
             null,
@@ -319,7 +327,7 @@ async fn pipeline(
     measures.push(
         Measure::new(
             "ours_s3",
-            "the same into one S3 object (moto) by multipart upload, 5 MiB parts",
+            "the same into S3 (moto), one object per file, by multipart upload, 5 MiB parts",
             opts.rows,
             source_bytes,
             s3,
@@ -516,6 +524,8 @@ struct Bench {
     names: EnvNames,
     env: Vec<(String, String)>,
     app: App,
+    /// Files per chunk of the in-process extracts (what the CLI's runs use too).
+    files: usize,
     logs: tempfile::TempDir,
     psql: PathBuf,
     loader: PathBuf,
@@ -535,6 +545,12 @@ impl Bench {
         if let Some(n) = opts.chunk_size {
             env.push(("IMPORT_CHUNK_SIZE".into(), n.to_string()));
         }
+        if let Some(c) = &opts.compression {
+            env.push(("LOADER_STAGING_COMPRESSION".into(), c.clone()));
+        }
+        if let Some(n) = opts.files {
+            env.push(("LOADER_FILES_PER_CHUNK".into(), n.to_string()));
+        }
         let lookup: HashMap<String, String> = env.iter().cloned().collect();
         let settings = Settings::from_lookup(|k| lookup.get(k).cloned()).unwrap();
         let sdk = stack.moto.sdk_config().await;
@@ -545,6 +561,9 @@ impl Bench {
             names,
             env,
             app,
+            files: opts
+                .files
+                .unwrap_or(testkit::redshift::DEFAULT_SLICES as usize),
             logs: tempfile::tempdir()?,
             psql: psql_binary(),
             loader: opts
@@ -723,43 +742,31 @@ impl Bench {
         Ok((seconds, cpu))
     }
 
-    /// Our extract of the whole table into a null sink (`key` None) or into S3; returns
-    /// the seconds, this process's CPU seconds and the compressed bytes.
-    async fn ours(&self, e: &Extract, key: Option<&str>, rows: u64) -> Result<(f64, f64, u64)> {
+    /// Our extract of the whole table into null sinks (`prefix` None) or into S3 under
+    /// `prefix`; returns the seconds, this process's CPU seconds and the compressed bytes.
+    async fn ours(&self, e: &Extract, prefix: Option<&str>, rows: u64) -> Result<(f64, f64, u64)> {
         let session = self.session().await?;
         let s3 = &self.app.clients.s3;
-        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF));
-        let started = Instant::now();
-        let out = match key {
-            None => {
-                let upload = GzipUpload::with_sink(NullSink::default(), PART_BYTES);
-                extract_chunk(
-                    &session,
-                    None,
-                    &e.sql,
-                    e.loads.clone(),
-                    e.keep.clone(),
-                    Vec::new(),
-                    true,
-                    upload,
-                )
-                .await?
-            }
-            Some(key) => {
-                let upload = GzipUpload::new(s3.clone(), &self.names.bucket, key, PART_BYTES);
-                extract_chunk(
-                    &session,
-                    None,
-                    &e.sql,
-                    e.loads.clone(),
-                    e.keep.clone(),
-                    Vec::new(),
-                    true,
-                    upload,
-                )
-                .await?
+        let codec = self.app.settings.staging_compression;
+        let upload = match prefix {
+            None => ChunkUpload::with_sinks(self.files, codec, |_| NullSink::default()),
+            Some(prefix) => {
+                ChunkUpload::to_s3(s3.clone(), &self.names.bucket, prefix, self.files, codec)
             }
         };
+        let cpu_before = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF));
+        let started = Instant::now();
+        let out = extract_chunk(
+            &session,
+            None,
+            &e.sql,
+            e.loads.clone(),
+            e.keep.clone(),
+            Vec::new(),
+            true,
+            upload,
+        )
+        .await?;
         let seconds = started.elapsed().as_secs_f64();
         let cpu = child::cpu_seconds(&child::usage(libc::RUSAGE_SELF)) - cpu_before;
         ensure!(
@@ -767,26 +774,29 @@ impl Bench {
             "extracted {} rows, expected {rows}",
             out.stats.rows
         );
-        if let Some(key) = key {
-            let head = s3
-                .head_object()
-                .bucket(&self.names.bucket)
-                .key(key)
-                .send()
-                .await?;
-            ensure!(
-                head.content_length() == Some(out.uploaded.bytes as i64),
-                "S3 holds {:?} bytes, {} were uploaded",
-                head.content_length(),
-                out.uploaded.bytes
-            );
-            s3.delete_object()
-                .bucket(&self.names.bucket)
-                .key(key)
-                .send()
-                .await?;
+        if prefix.is_some() {
+            for object in &out.staged.objects {
+                let head = s3
+                    .head_object()
+                    .bucket(&self.names.bucket)
+                    .key(&object.key)
+                    .send()
+                    .await?;
+                ensure!(
+                    head.content_length() == Some(object.bytes as i64),
+                    "S3 holds {:?} bytes of {}, {} were uploaded",
+                    head.content_length(),
+                    object.key,
+                    object.bytes
+                );
+                s3.delete_object()
+                    .bucket(&self.names.bucket)
+                    .key(&object.key)
+                    .send()
+                    .await?;
+            }
         }
-        Ok((seconds, cpu, out.uploaded.bytes))
+        Ok((seconds, cpu, out.staged.bytes()))
     }
 }
 

@@ -225,7 +225,9 @@ pub struct Results {
     pub rows: u64,
     pub repetitions: usize,
     pub source_csv_bytes: u64,
-    pub staged_gzip_bytes: u64,
+    pub staged_bytes: u64,
+    /// LOADER_STAGING_COMPRESSION of the runs (`zstd` or `gzip`).
+    pub compression: String,
     pub measures: Vec<Measure>,
     /// Every end-to-end load was compared with its source (count and checksum).
     pub verified: Vec<String>,

@@ -156,7 +156,7 @@ struct Bars {
 
 struct Bar {
     bar: indicatif::ProgressBar,
-    /// Gzip bytes staged in S3 so far.
+    /// Compressed bytes staged in S3 so far.
     stored: u64,
     /// The same as CSV.
     csv: u64,

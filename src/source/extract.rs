@@ -1,12 +1,12 @@
 //! One chunk out of the source: `COPY (SELECT ...) TO STDOUT` in a REPEATABLE READ READ
-//! ONLY transaction, streamed through the encoder into a gzip upload. Bytes flow
-//! through in blocks of whole rows, which the upload compresses and stores while the
-//! next block is read and encoded; nothing holds the chunk.
+//! ONLY transaction, streamed through the encoder into a [`ChunkUpload`]. Bytes flow
+//! through in blocks of whole rows, which the upload deals to its objects, compresses
+//! and stores while the next block is read and encoded; nothing holds the chunk.
 
 use futures_util::StreamExt;
 
 use crate::encode::{EncodeError, EncodeStats, Encoder};
-use crate::stage::upload::{GzipUpload, UploadError, Uploaded};
+use crate::stage::upload::{ChunkUpload, Staged, UploadError};
 use crate::warehouse::types::Load;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,7 +23,8 @@ pub enum ExtractError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extracted {
     pub stats: EncodeStats,
-    pub uploaded: Uploaded,
+    /// The chunk's objects (none when it had no rows).
+    pub staged: Staged,
     /// The cursor columns of the chunk's last row (`None` for NULL); empty when the
     /// chunk had no rows.
     pub last: Vec<Option<String>>,
@@ -48,7 +49,7 @@ pub async fn extract_chunk(
     keep: Vec<usize>,
     flags: Vec<usize>,
     row_number: bool,
-    mut upload: GzipUpload,
+    mut upload: ChunkUpload,
 ) -> Result<Extracted, ExtractError> {
     let source_error = |e: tokio_postgres::Error| {
         ExtractError::Source(crate::diagnose::explain_error(
@@ -93,10 +94,8 @@ pub async fn extract_chunk(
             }
         }
         encoder.finish(&mut block)?;
-        // An empty chunk still becomes a valid (empty) object: `finish` sees to it.
-        if !block.is_empty() {
-            upload.write_rows(block).await?;
-        }
+        // An empty chunk stages no object at all.
+        upload.write_rows(block).await?;
         source.batch_execute("COMMIT").await.map_err(source_error)?;
         Ok(snapshot)
     }
@@ -115,10 +114,10 @@ pub async fn extract_chunk(
     } else {
         Vec::new()
     };
-    let uploaded = upload.finish().await?;
+    let staged = upload.finish().await?;
     Ok(Extracted {
         stats,
-        uploaded,
+        staged,
         last,
         snapshot,
     })

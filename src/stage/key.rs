@@ -1,8 +1,9 @@
 //! PURE: where staged chunks live in S3, and the manifest that names them.
 //!
-//! `<prefix>/<job>/<schema>.<table>/<invocation>/<chunk>/part-00001.csv.gz`: one
-//! directory per chunk, so a COPY by manifest never sees another chunk's files, and
-//! cleaning up a chunk is deleting one prefix; one per invocation, so two invocations
+//! `<prefix>/<job>/<schema>.<table>/<invocation>/<chunk>/part-00001.csv.zst` (one
+//! `part-NNNNN` per file of the chunk, `.csv.gz` for gzip): one directory per chunk,
+//! so a COPY by manifest never sees another chunk's files, and cleaning up a chunk is
+//! deleting one prefix; one per invocation, so two invocations
 //! never write the same key, and what a killed one left is everything under the table's
 //! prefix but the current invocation's.
 

@@ -1,6 +1,6 @@
 //! The S3 side: where chunks are staged and how they get there.
 
-pub mod gzip;
+pub mod compress;
 pub mod key;
 pub mod sink;
 pub mod upload;

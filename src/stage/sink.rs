@@ -34,16 +34,23 @@ pub struct S3Sink {
     s3: aws_sdk_s3::Client,
     bucket: String,
     key: String,
+    content_type: &'static str,
     upload_id: Option<String>,
     parts: Vec<CompletedPart>,
 }
 
 impl S3Sink {
-    pub fn new(s3: aws_sdk_s3::Client, bucket: &str, key: &str) -> S3Sink {
+    pub fn new(
+        s3: aws_sdk_s3::Client,
+        bucket: &str,
+        key: &str,
+        content_type: &'static str,
+    ) -> S3Sink {
         S3Sink {
             s3,
             bucket: bucket.to_string(),
             key: key.to_string(),
+            content_type,
             upload_id: None,
             parts: Vec::new(),
         }
@@ -71,7 +78,7 @@ impl PartSink for S3Sink {
                 .create_multipart_upload()
                 .bucket(&self.bucket)
                 .key(&self.key)
-                .content_type("application/gzip")
+                .content_type(self.content_type)
                 .send()
                 .await
                 .map_err(|e| self.error("CreateMultipartUpload", &e))?;
@@ -102,7 +109,7 @@ impl PartSink for S3Sink {
             .put_object()
             .bucket(&self.bucket)
             .key(&self.key)
-            .content_type("application/gzip")
+            .content_type(self.content_type)
             .body(ByteStream::from(body))
             .send()
             .await

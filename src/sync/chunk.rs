@@ -1,5 +1,6 @@
 //! The chunk executor: one chunk from the source into Redshift. Extract (`COPY (SELECT
-//! ...) TO STDOUT` under a recorded snapshot) → encode → gzip into S3 → manifest →
+//! ...) TO STDOUT` under a recorded snapshot) → encode → compress into one S3 object
+//! per slice of the cluster → manifest →
 //! `COPY` into a stage → merge, in one Redshift transaction. The mark is not its
 //! business: the caller moves it once this returns.
 
@@ -11,7 +12,7 @@ use crate::source::extract::extract_chunk;
 use crate::source::query::{self, Chunk};
 use crate::source::snapshot::Unseen;
 use crate::stage::key;
-use crate::stage::upload::{GzipUpload, MIN_PART_BYTES};
+use crate::stage::upload::ChunkUpload;
 use crate::warehouse::load::{load_chunk, Landed, LoadError, Merge};
 use crate::warehouse::sql::CopyFrom;
 
@@ -43,7 +44,6 @@ impl Ctx<'_> {
             &self.owner,
             chunk_no,
         );
-        let part = key::part_key(&prefix, 1, "csv.gz");
         let sql = query::copy_out(&query::chunk_select(&Chunk {
             table,
             select: &run.select,
@@ -66,12 +66,13 @@ impl Ctx<'_> {
             }),
             limit: (!run.keys.is_empty()).then_some(budget),
         }));
-        // S3's smallest parts: memory holds up to three (filling, queued, storing).
-        let upload = GzipUpload::new(
+        let codec = self.app.settings.staging_compression;
+        let upload = ChunkUpload::to_s3(
             self.app.clients.s3.clone(),
             &self.bucket,
-            &part,
-            MIN_PART_BYTES,
+            &prefix,
+            self.files_per_chunk,
+            codec,
         );
         let upsert = !run.full() && !run.pk_redshift.is_empty();
         let extracted = extract_chunk(
@@ -98,8 +99,11 @@ impl Ctx<'_> {
             })?),
         };
         let rows = extracted.stats.rows;
+        let staged = &extracted.staged;
+        let mut keys: Vec<String> = staged.objects.iter().map(|o| o.key.clone()).collect();
         if rows == 0 {
-            self.cleanup(&[part]).await;
+            // No rows, no object: nothing was staged.
+            self.cleanup(&keys).await;
             report.empty_reads += 1;
             return Ok(Done {
                 rows,
@@ -108,16 +112,17 @@ impl Ctx<'_> {
             });
         }
         if let Some(o) = &self.options.observer {
-            o.staged(
-                table,
-                chunk_no,
-                extracted.uploaded.raw_bytes,
-                extracted.uploaded.bytes,
-            );
+            o.staged(table, chunk_no, staged.raw_bytes(), staged.bytes());
         }
         self.observe(table, Step::Extracted, chunk_no, rows)?;
         let manifest_key = key::manifest_key(&prefix);
-        let manifest = key::manifest(&self.bucket, &[(part.clone(), extracted.uploaded.bytes)]);
+        let entries: Vec<(String, u64)> = staged
+            .objects
+            .iter()
+            .map(|o| (o.key.clone(), o.bytes))
+            .collect();
+        let manifest = key::manifest(&self.bucket, &entries);
+        keys.push(manifest_key.clone());
         self.app
             .clients
             .s3
@@ -147,6 +152,7 @@ impl Ctx<'_> {
             manifest_url: &manifest_url,
             iam_role: &self.iam_role,
             region: None,
+            compression: codec,
         };
         let merge = if upsert {
             Merge::Upsert {
@@ -199,7 +205,7 @@ impl Ctx<'_> {
                 })
             }
             Err(e) => {
-                self.cleanup(&[part, manifest_key]).await;
+                self.cleanup(&keys).await;
                 return Err(SyncError::Load(Box::new(e)));
             }
         }
@@ -211,7 +217,7 @@ impl Ctx<'_> {
             PassKind::Forward => {}
         }
         report.chunks += 1;
-        report.bytes_staged += extracted.uploaded.bytes;
+        report.bytes_staged += extracted.staged.bytes();
         report.values_truncated += extracted.stats.truncated.values().sum::<u64>();
         report.values_nulled += extracted.stats.nulled.values().sum::<u64>();
         for (column, n) in &extracted.stats.replaced {
@@ -220,7 +226,7 @@ impl Ctx<'_> {
                 *report.replaced.entry(def.name.clone()).or_default() += n;
             }
         }
-        self.cleanup(&[part, manifest_key]).await;
+        self.cleanup(&keys).await;
         Ok(Done {
             rows,
             last: extracted

@@ -161,7 +161,7 @@ pub trait Observer: Send + Sync {
     /// was never analyzed). Incremental runs have no cheap estimate and do not call it.
     fn estimated(&self, _table: &TableRef, _rows: u64) {}
 
-    /// A chunk is in S3: its bytes as CSV and as stored (gzip).
+    /// A chunk is in S3: its bytes as CSV and as stored (compressed, all its files).
     fn staged(&self, _table: &TableRef, _chunk: u64, _csv_bytes: u64, _stored_bytes: u64) {}
 
     /// The table's run ended, loaded (`ok`) or failed.
@@ -516,12 +516,17 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     );
     // Both databases answer before any table starts (a wrong URL fails the run once,
     // not every table); the source tells its version.
-    let fns = {
+    let (fns, files_per_chunk) = {
         let source = crate::source::open(&source_db).await?;
-        crate::warehouse::open(&destination_db).await?;
-        snapshot_fns(&source)
+        let redshift = crate::warehouse::open(&destination_db).await?;
+        let fns = snapshot_fns(&source)
             .await
-            .map_err(|e| Error::Failed(format!("{source_at}: {e}")))?
+            .map_err(|e| Error::Failed(format!("{source_at}: {e}")))?;
+        // Once per run: every chunk of every table is staged as this many files.
+        let files =
+            crate::warehouse::slices::files_per_chunk(&redshift, app.settings.files_per_chunk)
+                .await;
+        (fns, files)
     };
     let owner = options
         .owner
@@ -535,6 +540,7 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
         bucket,
         iam_role,
         fns,
+        files_per_chunk,
         owner,
         source_db,
         destination_db,
@@ -644,6 +650,8 @@ struct Shared<'a> {
     iam_role: String,
     /// The source's snapshot functions (by its version).
     fns: SnapshotFns,
+    /// How many files each chunk is staged as ([`crate::warehouse::slices`]).
+    files_per_chunk: usize,
     /// This invocation's lease owner.
     owner: String,
     source_db: crate::secrets::DbConfig,

@@ -1,6 +1,7 @@
 //! The Redshift side: the session every statement runs in, type mapping, SQL text.
 
 pub mod load;
+pub mod slices;
 pub mod sql;
 pub mod types;
 

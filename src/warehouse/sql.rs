@@ -3,6 +3,7 @@
 
 use crate::config::TableRef;
 use crate::quote::{ident, literal, qualified};
+use crate::stage::compress::Codec;
 
 /// One column of a Redshift table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,18 +87,21 @@ pub struct CopyFrom<'a> {
     pub manifest_url: &'a str,
     pub iam_role: &'a str,
     pub region: Option<&'a str>,
+    /// How the staged files are compressed (`GZIP` or `ZSTD`).
+    pub compression: Codec,
 }
 
-/// `COPY "t" ("a", ...) FROM 's3://.../manifest.json' ... MANIFEST`: gzipped CSV with
-/// `\N` for NULL (see [`crate::encode`]), every file mandatory, no automatic
+/// `COPY "t" ("a", ...) FROM 's3://.../manifest.json' ... MANIFEST`: compressed CSV
+/// with `\N` for NULL (see [`crate::encode`]), every file mandatory, no automatic
 /// compression analysis or statistics on the staging table.
 pub fn copy_from_manifest(table: &str, columns: &[String], from: &CopyFrom) -> String {
     let mut sql = format!(
-        "COPY {table} ({}) FROM {} IAM_ROLE {} FORMAT AS CSV GZIP NULL AS {} MANIFEST \
+        "COPY {table} ({}) FROM {} IAM_ROLE {} FORMAT AS CSV {} NULL AS {} MANIFEST \
          TIMEFORMAT 'auto' DATEFORMAT 'auto'",
         ident_list(columns),
         literal(from.manifest_url),
         literal(from.iam_role),
+        from.compression.copy_option(),
         literal("\\N"),
     );
     if let Some(region) = from.region {
@@ -357,10 +361,20 @@ SORTKEY ("a""b")"#
             manifest_url: "s3://b/staging/shop/public.orders/r/000001/manifest.json",
             iam_role: "arn:aws:iam::123456789012:role/copy",
             region: Some("eu-west-1"),
+            compression: Codec::Gzip,
         };
         assert_eq!(
             copy_from_manifest("\"stage\"", &names(&["id", "doc"]), &from),
             "COPY \"stage\" (\"id\", \"doc\") FROM 's3://b/staging/shop/public.orders/r/000001/manifest.json' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' FORMAT AS CSV GZIP NULL AS '\\\\N' MANIFEST TIMEFORMAT 'auto' DATEFORMAT 'auto' REGION 'eu-west-1' COMPUPDATE OFF STATUPDATE OFF"
+        );
+        let zstd = CopyFrom {
+            region: None,
+            compression: Codec::Zstd,
+            ..from
+        };
+        assert_eq!(
+            copy_from_manifest("\"stage\"", &names(&["id"]), &zstd),
+            "COPY \"stage\" (\"id\") FROM 's3://b/staging/shop/public.orders/r/000001/manifest.json' IAM_ROLE 'arn:aws:iam::123456789012:role/copy' FORMAT AS CSV ZSTD NULL AS '\\\\N' MANIFEST TIMEFORMAT 'auto' DATEFORMAT 'auto' COMPUPDATE OFF STATUPDATE OFF"
         );
         let cols = [column("id", "BIGINT", true), column("doc", "SUPER", false)];
         assert_eq!(

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use crate::invoke::InvokeRecorder;
 use crate::moto::Moto;
 use crate::pg::PgCluster;
-use crate::redshift::{EmulatorConfig, RedshiftEmulator};
+use crate::redshift::{EmulatorConfig, RedshiftEmulator, DEFAULT_SLICES};
 
 #[derive(Debug)]
 pub struct Stack {
@@ -80,6 +80,7 @@ impl Stack {
             s3: moto.s3_client().await,
             serverless: false,
             iam_role: None,
+            slices: Some(DEFAULT_SLICES),
             tls: None,
             require_ssl: false,
         })
@@ -92,6 +93,7 @@ impl Stack {
             s3: moto.s3_client().await,
             serverless: true,
             iam_role: None,
+            slices: None,
             tls: None,
             require_ssl: false,
         })

@@ -104,6 +104,7 @@ fn error_parts(e: tokio_postgres::Error) -> (String, String) {
     }
 }
 
+/// One gzip member per entry, concatenated (one entry: an ordinary gzip file).
 fn gzip(members: &[&[u8]]) -> Vec<u8> {
     let mut out = Vec::new();
     for m in members {
@@ -203,20 +204,106 @@ async fn an_empty_prefix_fails_like_redshift() {
 }
 
 #[tokio::test]
-async fn gzip_with_several_members_and_zstd_decompress() {
+async fn gzip_and_zstd_decompress_and_a_second_gzip_member_is_refused() {
     let d = db().await;
     d.exec("CREATE TABLE t (id int)").await.unwrap();
-    d.put("gz/a.csv.gz", gzip(&[b"1\n2\n", b"3\n"])).await;
+    d.put("gz/a.csv.gz", gzip(&[b"1\n2\n3\n"])).await;
     d.exec(&format!("COPY t FROM '{}' {ROLE} CSV GZIP", d.url("gz/")))
         .await
         .unwrap();
-    assert_eq!(d.count("t").await, 3, "every gzip member is read");
+    assert_eq!(d.count("t").await, 3);
     d.put("zs/a.csv.zst", zstd::encode_all(&b"4\n5\n"[..], 3).unwrap())
         .await;
     d.exec(&format!("COPY t FROM '{}' {ROLE} CSV ZSTD", d.url("zs/")))
         .await
         .unwrap();
     assert_eq!(d.count("t").await, 5);
+    // Two members in one object (what concatenated, separately compressed blocks make).
+    d.put("multi/a.csv.gz", gzip(&[b"6\n7\n", b"8\n"])).await;
+    let (code, message) = refused(
+        &d,
+        &format!("COPY t FROM '{}' {ROLE} CSV GZIP", d.url("multi/")),
+    )
+    .await;
+    assert_eq!(code, "XX000");
+    assert!(
+        message.starts_with("Load into table 't' failed."),
+        "{message}"
+    );
+    let rows = d
+        .texts("SELECT trim(filename), err_code, trim(err_reason) FROM stl_load_errors")
+        .await;
+    let file = d.url("multi/a.csv.gz");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0][0].as_deref(), Some(file.as_str()));
+    assert_eq!(rows[0][1].as_deref(), Some("8001"));
+    let reason = rows[0][2].clone().unwrap_or_default();
+    assert!(
+        reason.starts_with(testkit::redshift::copy::MULTI_MEMBER),
+        "{reason}"
+    );
+    assert_eq!(d.count("t").await, 5, "nothing of the refused file loads");
+}
+
+#[tokio::test]
+async fn stv_slices_lists_the_configured_slices_and_serverless_has_none() {
+    async fn count(d: &Db) -> Result<String, (String, String)> {
+        d.rs.simple_query("SELECT COUNT(*) FROM stv_slices")
+            .await
+            .map(|m| {
+                m.iter()
+                    .find_map(|m| match m {
+                        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                        _ => None,
+                    })
+                    .expect("a row")
+            })
+            .map_err(error_parts)
+    }
+    let d = db().await;
+    assert_eq!(
+        count(&d).await.unwrap(),
+        testkit::redshift::DEFAULT_SLICES.to_string()
+    );
+    let rows =
+        d.rs.simple_query("SELECT node, slice, localslice, type FROM stv_slices ORDER BY slice")
+            .await
+            .unwrap();
+    let rows: Vec<Vec<&str>> = rows
+        .iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some((0..4).map(|i| r.get(i).unwrap()).collect()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rows, [["0", "0", "0", "D"], ["0", "1", "1", "D"]]);
+    // An emulator told another count lists that many.
+    let eight = testkit::redshift::RedshiftEmulator::start(testkit::redshift::EmulatorConfig {
+        backend_host: d.stack.warehouse.host().to_string(),
+        backend_port: d.stack.warehouse.port(),
+        backend_user: d.stack.warehouse.user().to_string(),
+        s3: d.stack.moto.s3_client().await,
+        serverless: false,
+        iam_role: None,
+        slices: Some(8),
+        tls: None,
+        require_ssl: false,
+    })
+    .await
+    .unwrap();
+    let other = Db {
+        rs: testkit::pg::connect_url(&eight.url(&d.stack.warehouse_db().await.unwrap()))
+            .await
+            .unwrap(),
+        ..db().await
+    };
+    assert_eq!(count(&other).await.unwrap(), "8");
+    // Redshift Serverless has no STV tables.
+    let (code, message) = count(&serverless_db().await).await.unwrap_err();
+    assert_eq!(
+        (code.as_str(), message.as_str()),
+        ("42P01", "relation \"stv_slices\" does not exist")
+    );
 }
 
 #[tokio::test]
@@ -998,7 +1085,7 @@ async fn copy_one_million_rows_gzip() {
     d.exec("CREATE TABLE big (id bigint NOT NULL, name varchar(40), amount decimal(12,2), at timestamp) DISTSTYLE AUTO")
         .await
         .unwrap();
-    // Four objects, each of two gzip members, as the loader's multipart upload writes.
+    // Four objects, each one gzip member, as the loader writes them (one per slice).
     let per_object = ROWS / 4;
     for object in 0..4u64 {
         let mut members = Vec::new();
@@ -1018,8 +1105,11 @@ async fn copy_one_million_rows_gzip() {
             members.push(csv);
         }
         let refs: Vec<&[u8]> = members.iter().map(Vec::as_slice).collect();
-        d.put(&format!("big/part-{object:05}.csv.gz"), gzip(&refs))
-            .await;
+        d.put(
+            &format!("big/part-{object:05}.csv.gz"),
+            gzip(&[refs.concat().as_slice()]),
+        )
+        .await;
     }
     let started = Instant::now();
     d.exec(&format!(
@@ -1193,6 +1283,7 @@ async fn iam_role_must_be_a_role_arn_or_default_and_the_clusters_role_when_confi
         s3: d.stack.moto.s3_client().await,
         serverless: false,
         iam_role: Some(role.into()),
+        slices: Some(testkit::redshift::DEFAULT_SLICES),
         tls: None,
         require_ssl: false,
     })

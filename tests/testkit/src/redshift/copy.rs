@@ -128,10 +128,17 @@ pub fn backend_reason(
     }
 }
 
+/// Why a gzip object with a second member is refused: Redshift's documentation does not
+/// say that COPY reads past the first member (**assumed** refused; the text is ours).
+/// Short: `stl_load_errors.err_reason` keeps 100 characters.
+pub const MULTI_MEMBER: &str =
+    "more than one gzip member in one file (COPY is not documented to read them)";
+
 /// Push decompression: compressed bytes in, plain bytes out.
 enum Decoder {
     Plain,
-    Gzip(Box<flate2::write::MultiGzDecoder<Vec<u8>>>),
+    /// One gzip member: more after it is refused ([`MULTI_MEMBER`]).
+    Gzip(Box<flate2::write::GzDecoder<Vec<u8>>>),
     Zstd(Box<zstd::stream::write::Decoder<'static, Vec<u8>>>),
 }
 
@@ -139,9 +146,7 @@ impl Decoder {
     fn new(c: Compression) -> std::io::Result<Decoder> {
         Ok(match c {
             Compression::None => Decoder::Plain,
-            Compression::Gzip => {
-                Decoder::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Vec::new())))
-            }
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::write::GzDecoder::new(Vec::new()))),
             Compression::Zstd => {
                 Decoder::Zstd(Box::new(zstd::stream::write::Decoder::new(Vec::new())?))
             }
@@ -152,7 +157,19 @@ impl Decoder {
         match self {
             Decoder::Plain => out.extend_from_slice(input),
             Decoder::Gzip(d) => {
-                d.write_all(input)?;
+                let mut rest = input;
+                while !rest.is_empty() {
+                    // 0: the member (trailer included) is complete, and bytes follow.
+                    match d.write(rest)? {
+                        0 => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                MULTI_MEMBER,
+                            ))
+                        }
+                        n => rest = &rest[n..],
+                    }
+                }
                 out.append(d.get_mut());
             }
             Decoder::Zstd(d) => {

@@ -51,12 +51,20 @@ pub struct EmulatorConfig {
     /// role fails as on a cluster the role is not associated with. `None`: any role
     /// ARN of the right form is accepted.
     pub iam_role: Option<String>,
+    /// The slices `stv_slices` lists (one row each); `None`: no `stv_slices`, as on
+    /// Redshift Serverless, which has no STV tables.
+    pub slices: Option<u32>,
     /// Answer TLS requests with this server configuration (Redshift accepts TLS and,
     /// unless `require_ssl` is set, plain connections too). `None`: plain only.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Refuse plain connections, as a cluster whose parameter group sets `require_ssl`.
     pub require_ssl: bool,
 }
+
+/// The slices of the stack's provisioned emulator: two, the smallest cluster's
+/// (`ra3.xlplus` or `dc2.large`, one node), so a loader staging a file per slice
+/// writes more than one.
+pub const DEFAULT_SLICES: u32 = 2;
 
 #[derive(Debug)]
 pub struct RedshiftEmulator {

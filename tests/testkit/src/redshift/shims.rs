@@ -1,7 +1,8 @@
 //! The objects the emulator installs in each database's `public` schema on the first
 //! connection to it, so they resolve without a schema as Redshift's do:
 //! `stl_load_errors` (or, acting as Redshift Serverless, `sys_load_error_detail` with
-//! its documented columns and no STL table), `getdate()`, `json_parse()`, `json_serialize()`,
+//! its documented columns and no STL table), `stv_slices` (when the emulator is given a
+//! slice count), `getdate()`, `json_parse()`, `json_serialize()`,
 //! `is_valid_json()`, and an event trigger that gives every created or altered table a
 //! row trigger applying Redshift's length rules: VARCHAR(n) counts bytes (PostgreSQL
 //! counts characters), CHAR holds single-byte characters only. The checks are installed
@@ -36,14 +37,26 @@ CREATE TABLE IF NOT EXISTS public.sys_load_error_detail (
   position integer, error_code integer, error_message char(512));
 "#;
 
-/// The shims for a provisioned cluster, or for Redshift Serverless.
-pub fn shims(serverless: bool) -> String {
+/// `stv_slices` with `slices` rows (columns as documented in *STV_SLICES*: node, slice,
+/// localslice, type; two slices a node, all of type `D`).
+pub fn stv_slices(slices: u32) -> String {
+    format!(
+        "CREATE OR REPLACE VIEW public.stv_slices AS SELECT (s / 2)::int AS node, s::int AS slice, \
+         (s % 2)::int AS localslice, 'D'::char(1) AS type FROM generate_series(0, {}) AS s;\n",
+        i64::from(slices) - 1
+    )
+}
+
+/// The shims for a provisioned cluster, or for Redshift Serverless; `stv_slices` when
+/// `slices` says how many.
+pub fn shims(serverless: bool, slices: Option<u32>) -> String {
     let errors = if serverless {
         SYS_LOAD_ERROR_DETAIL
     } else {
         STL_LOAD_ERRORS
     };
-    format!("{errors}{SHIMS}")
+    let slices = slices.map(stv_slices).unwrap_or_default();
+    format!("{errors}{slices}{SHIMS}")
 }
 
 pub const SHIMS: &str = r#"
@@ -123,7 +136,7 @@ impl Installed {
             tracing::debug!(error = ?wire::error_field(e, b'M'), "shims not installed");
             return Ok(());
         }
-        let outcome = wire::run(&mut backend, &shims(cfg.serverless)).await?;
+        let outcome = wire::run(&mut backend, &shims(cfg.serverless, cfg.slices)).await?;
         if let Some(e) = outcome.error {
             bail!(
                 "installing the emulator's shims in {database}: {}",

@@ -417,6 +417,9 @@ pub fn plan(sql: &str, session: &Session) -> Action {
     plan_folded(&folded, session)
 }
 
+/// What `ALTER USER ... SYSLOG ACCESS ...` becomes: a statement that does nothing.
+pub const SYSLOG_ACCESS: &str = "DO $$BEGIN END$$";
+
 fn plan_folded(sql: &str, session: &Session) -> Action {
     let s = Stmt::new(sql);
     if s.toks.is_empty() {
@@ -473,6 +476,17 @@ fn plan_folded(sql: &str, session: &Session) -> Action {
             }
         }
         "ALTER" if s.is(1, "TABLE") => return plan_alter(&s, session),
+        // `ALTER USER u SYSLOG ACCESS {RESTRICTED | UNRESTRICTED}` (*ALTER USER*): what a
+        // user sees of other users' rows in system tables. The emulator's system tables
+        // show every user everything, so it changes nothing.
+        "ALTER"
+            if s.is(1, "USER")
+                && s.is(3, "SYSLOG")
+                && s.is(4, "ACCESS")
+                && (s.is(5, "RESTRICTED") || s.is(5, "UNRESTRICTED")) =>
+        {
+            return Action::Forward(SYSLOG_ACCESS.into())
+        }
 
         _ => {}
     }
@@ -1155,6 +1169,16 @@ mod tests {
             plan("truncate t", &Session::default()),
             Action::Truncate(_)
         ));
+        for sql in [
+            "ALTER USER loader SYSLOG ACCESS UNRESTRICTED",
+            "alter user \"Loader\" syslog access restricted",
+        ] {
+            assert_eq!(forward(sql), SYSLOG_ACCESS, "{sql}");
+        }
+        assert_eq!(
+            forward("ALTER USER loader CONNECTION LIMIT 5"),
+            "ALTER USER loader CONNECTION LIMIT 5"
+        );
     }
 
     #[test]
