@@ -446,7 +446,7 @@ impl Handler {
             let m = o.measured(&job.name, &run_id);
             match &o.result {
                 Ok(r) => {
-                    tracing::info!(job = %job.name, table = %o.table, run_id, rows = m.rows, bytes = m.bytes, seconds = m.seconds, rows_per_second = m.rows_per_second(), lag_seconds = m.lag_seconds, chunks = r.chunks, caught_up = r.caught_up, "table run")
+                    tracing::info!(job = %job.name, table = %o.table, run_id, rows = m.rows, bytes = m.bytes, seconds = m.seconds, rows_per_second = m.rows_per_second(), lag_seconds = m.lag_seconds, chunks = r.chunks, caught_up = r.caught_up, rows_deleted = r.rows_deleted, "table run")
                 }
                 Err(e) => {
                     tracing::error!(job = %job.name, table = %o.table, run_id, seconds = m.seconds, error = %e, "table run failed")

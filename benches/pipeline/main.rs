@@ -429,6 +429,8 @@ async fn pipeline(
         .with_rss(rss_small),
     );
 
+    deletes(bench, opts, measures, verified).await?;
+
     if rss_rows > 0 {
         step(&format!("peak RSS at {rss_rows} rows"));
         src.batch_execute(&data::create_table("big4", rss_rows))
@@ -463,6 +465,139 @@ async fn pipeline(
         );
     }
     Ok((source_bytes, staged))
+}
+
+/// `verify`'s key comparison and `deletes: reconcile` on the big table (loaded and
+/// updated above), with 0 and then 100 rows deleted at the source: time, and keys
+/// shipped against the table's rows.
+async fn deletes(
+    bench: &Bench,
+    opts: &Opts,
+    measures: &mut Vec<Measure>,
+    verified: &mut Vec<String>,
+) -> Result<()> {
+    step(&format!(
+        "deletes: key comparison and reconcile on {} rows, 0 and 100 deleted",
+        opts.rows
+    ));
+    let src = bench.source().await?;
+    let keys = |schema: &str| {
+        redshift_loader::verify::key_tables(
+            &TableRef::new("public", "big"),
+            &TableRef::new(schema, "big"),
+            &[redshift_loader::verify::KeyColumn {
+                source: "id",
+                pg_type: "int8",
+                redshift: "id",
+                cast: false,
+            }],
+        )
+        .map_err(anyhow::Error::msg)
+    };
+    let compare = |deleted: u64| {
+        let (src, keys) = (&src, keys("e2e_1"));
+        async move {
+            let (pg, rs) = keys?;
+            let warehouse = bench.redshift().await?;
+            let started = Instant::now();
+            let diff = redshift_loader::verify::compare::compare(
+                &redshift_loader::verify::Db {
+                    client: src,
+                    table: pg,
+                    role: redshift_loader::secrets::Role::Source,
+                },
+                &redshift_loader::verify::Db {
+                    client: &warehouse,
+                    table: rs,
+                    role: redshift_loader::secrets::Role::Destination,
+                },
+                &redshift_loader::verify::sql::Range::default(),
+                redshift_loader::verify::compare::Tuning::default(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("comparing keys on the {:?}: {}", e.role, e.error))?;
+            let seconds = started.elapsed().as_secs_f64();
+            ensure!(
+                diff.only_redshift.len() as u64 == deleted && diff.only_source.is_empty(),
+                "expected {deleted} keys in Redshift only, found {} (and {} at the source only)",
+                diff.only_redshift.len(),
+                diff.only_source.len()
+            );
+            eprintln!(
+                "  compare, {deleted} deleted: {seconds:.2} s, {} ranges, {} keys shipped",
+                diff.ranges, diff.keys_transferred
+            );
+            Ok::<_, anyhow::Error>((seconds, diff.keys_transferred))
+        }
+    };
+    let reconcile_job = |name: &str| -> Result<Job> {
+        let yaml = format!(
+            "name: {name}\n\
+             source:\n  url: {}\n\
+             destination:\n  url: {}\n  schema: e2e_1\n  iam_role: arn:aws:iam::123456789012:role/redshift-copy\n\
+             frequency: 300\n\
+             deletes: reconcile\nreconcile_every: 0\n\
+             tables:\n  - source: public.big\n",
+            bench.stack.source.url(&bench.names.source_db),
+            bench.stack.redshift_url(&bench.names.warehouse_db),
+        );
+        Job::parse(&yaml, Format::Yaml).map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    // The same job (its decisions and mark), now reconciling.
+    let version = bench.app.store.require_job("e2e1").await?.version;
+    bench
+        .app
+        .store
+        .put_job(&reconcile_job("e2e1")?, Some(version), chrono::Utc::now())
+        .await?;
+    for deleted in [0u64, 100] {
+        if deleted > 0 {
+            let every = (opts.rows / deleted).max(1);
+            src.batch_execute(&format!(
+                "DELETE FROM big WHERE id IN (SELECT id FROM big WHERE id % {every} = 7 ORDER BY id LIMIT {deleted})"
+            ))
+            .await?;
+        }
+        let (compare_seconds, shipped) = compare(deleted).await?;
+        let (run, report) = bench.run_report("e2e1", &[]).await?;
+        ensure!(
+            report.rows_deleted == deleted,
+            "the reconcile deleted {} rows, expected {deleted}",
+            report.rows_deleted
+        );
+        let r = report.reconcile.clone().unwrap_or_default();
+        eprintln!(
+            "  run with reconcile, {deleted} deleted: {:.2} s, {} keys shipped",
+            run.seconds, r.keys_transferred
+        );
+        measures.push(Measure::new(
+            &format!("verify_keys_{deleted}"),
+            &format!(
+                "key comparison (in process), {deleted} rows deleted at the source: {shipped} keys shipped for {} rows",
+                opts.rows
+            ),
+            opts.rows,
+            0,
+            vec![compare_seconds],
+        ));
+        measures.push(
+            Measure::new(
+                &format!("reconcile_{deleted}"),
+                &format!(
+                    "redshift-loader run with deletes: reconcile, nothing new to load, {deleted} rows deleted at the source: {} keys shipped",
+                    r.keys_transferred
+                ),
+                opts.rows,
+                0,
+                vec![run.seconds],
+            )
+            .with_cpu(vec![run.cpu_seconds])
+            .with_rss(vec![run.peak_rss_mib]),
+        );
+    }
+    let sum = bench.source_checksum("big").await?;
+    verified.push(bench.verify("big", "e2e_1", &sum).await?);
+    Ok(())
 }
 
 fn step(what: &str) {
@@ -586,6 +721,17 @@ impl Bench {
             "bench",
         )?;
         Ok(redshift_loader::source::open(&db).await?)
+    }
+
+    /// A Redshift session through the emulator, as the loader opens one.
+    async fn redshift(&self) -> Result<tokio_postgres::Client> {
+        let url = self.stack.redshift_url(&self.names.warehouse_db);
+        let db = redshift_loader::secrets::parse_url(
+            redshift_loader::secrets::Role::Destination,
+            &url.into(),
+            "bench",
+        )?;
+        Ok(redshift_loader::warehouse::open(&db).await?)
     }
 
     async fn source_checksum(&self, table: &str) -> Result<String> {
