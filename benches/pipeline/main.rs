@@ -551,8 +551,8 @@ async fn deletes(
         .put_job(&reconcile_job("e2e1")?, Some(version), chrono::Utc::now())
         .await?;
     for deleted in [0u64, 100] {
-        if deleted > 0 {
-            let every = (opts.rows / deleted).max(1);
+        if let Some(every) = opts.rows.checked_div(deleted) {
+            let every = every.max(1);
             src.batch_execute(&format!(
                 "DELETE FROM big WHERE id IN (SELECT id FROM big WHERE id % {every} = 7 ORDER BY id LIMIT {deleted})"
             ))
