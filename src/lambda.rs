@@ -11,7 +11,9 @@
 //! - `{"action":"run","job":"shop","tables":[...],"run_id":"...","hop":3,"owner":"..."}`:
 //!   a continuation the function sent itself; it takes over the leases `owner` handed to
 //!   it, and a second delivery of the same hop does nothing;
-//! - `{"action":"setup","job":"shop"}`.
+//! - `{"action":"setup","job":"shop"}`;
+//! - `{"action":"verify","job":"shop","tables":[...]}`: compares the tables between the
+//!   source and Redshift (as `redshift-loader verify` does) and logs the drift found.
 //!
 //! A run stops starting tables and chunks when the time left falls under a margin, hands
 //! the leases of the tables still behind to a continuation, and invokes the function
@@ -44,7 +46,17 @@ pub const DEFAULT_MARGIN: Duration = Duration::from_secs(180);
 pub enum Event {
     Run(RunEvent),
     Setup { job: String },
+    Verify(VerifyEvent),
     SyncSchedules {},
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyEvent {
+    pub job: String,
+    /// Default: every enabled table.
+    #[serde(default, deserialize_with = "table_list")]
+    pub tables: Vec<TableRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -173,7 +185,7 @@ pub fn parse_event(payload: &Value) -> Result<Event> {
         Some(Value::String(a)) => a,
         Some(other) => {
             return Err(bad(format!(
-                "action: expected one of `run`, `setup`, `sync_schedules`, got {other}"
+                "action: expected one of `run`, `setup`, `verify`, `sync_schedules`, got {other}"
             )))
         }
     };
@@ -199,9 +211,10 @@ pub fn parse_event(payload: &Value) -> Result<Event> {
     match action.as_str() {
         "run" => fields_of::<RunEvent>(&rest).map(Event::Run),
         "setup" => fields_of::<SetupFields>(&rest).map(|f| Event::Setup { job: f.job }),
+        "verify" => fields_of::<VerifyEvent>(&rest).map(Event::Verify),
         "sync_schedules" => fields_of::<NoFields>(&rest).map(|NoFields {}| Event::SyncSchedules {}),
         other => Err(bad(format!(
-            "unknown variant `{other}`, expected one of `run`, `setup`, `sync_schedules`"
+            "unknown variant `{other}`, expected one of `run`, `setup`, `verify`, `sync_schedules`"
         ))),
     }
 }
@@ -273,6 +286,7 @@ impl Handler {
         match parse_event(&payload)? {
             Event::Run(run) => self.run(run, remaining, request_id).await,
             Event::Setup { job } => self.setup(&job).await,
+            Event::Verify(event) => self.verify(event).await,
             Event::SyncSchedules {} => self.sync_schedules().await,
         }
     }
@@ -283,6 +297,42 @@ impl Handler {
         let summary = Value::Array(list.clone());
         tracing::info!(changes = %summary, "schedules synced");
         Ok(json!({"action": "sync_schedules", "changes": list}))
+    }
+
+    /// Compares the job's tables; drift is a result (logged as a warning), a table that
+    /// could not be compared an error.
+    async fn verify(&self, event: VerifyEvent) -> Result<Value> {
+        let job = self.app.store.require_job(&event.job).await?.job;
+        let verdicts = crate::verify::check::verify_job(&self.app, &job, &event.tables, 10).await?;
+        let tables: Vec<Value> = verdicts
+            .iter()
+            .map(|v| match v {
+                Ok(v) => json!({"table": v.table, "ok": true, "drift": v.drift(), "verdict": v}),
+                Err(e) => json!({"table": e.table, "ok": false, "error": e.reason}),
+            })
+            .collect();
+        let drift = verdicts
+            .iter()
+            .any(|v| v.as_ref().is_ok_and(crate::verify::check::Verdict::drift));
+        let summary =
+            json!({"action": "verify", "job": job.name, "drift": drift, "tables": tables});
+        if drift {
+            tracing::warn!(job = %job.name, summary = %summary, "verify found drift");
+        } else {
+            tracing::info!(job = %job.name, summary = %summary, "verify finished");
+        }
+        let failed: Vec<String> = verdicts
+            .iter()
+            .filter_map(|v| v.as_ref().err().map(ToString::to_string))
+            .collect();
+        if !failed.is_empty() {
+            return Err(Error::Failed(format!(
+                "verify of job {}: {}",
+                job.name,
+                failed.join("; ")
+            )));
+        }
+        Ok(summary)
     }
 
     async fn setup(&self, name: &str) -> Result<Value> {

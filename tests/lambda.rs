@@ -76,6 +76,13 @@ async fn every_sample_event_goes_through_the_handler() {
         w.stack.invoke.take(&w.function).is_empty(),
         "nothing was left to continue"
     );
+
+    let out = h.handle(event("verify.json"), minutes).await.unwrap();
+    assert_eq!(out["drift"], false, "{out}");
+    assert_eq!(
+        out["tables"][0]["verdict"]["only_source"]["count"], 0,
+        "{out}"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The key comparison behind `verify` and `deletes: reconcile`, on the real source and
 //! the Redshift emulator: a synced table compares equal; planted drifts of each kind
-//! are found with their keys, shipping a few thousand keys, not the table.
+//! are found with their keys, shipping a few thousand keys, not the table; `verify`
+//! reports them with its exit codes, and tells rows changed after the mark apart.
 
 use redshift_loader::config::{Format, Job};
 use redshift_loader::secrets::Role;
@@ -27,6 +28,7 @@ fn key_table(dialect: Dialect, table: &str, columns: &[&str], text: &[bool]) -> 
         table: table.into(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
         text: text.to_vec(),
+        content: None,
     }
 }
 
@@ -142,4 +144,92 @@ async fn keys_on_one_side_only_are_found_at_a_cost_proportional_to_them() {
         vec![vec!["Zed".to_string(), "400".to_string()]]
     );
     assert!(d.only_source.is_empty());
+}
+
+#[tokio::test]
+async fn verify_reports_each_kind_of_drift_and_not_what_the_next_run_loads() {
+    let w = World::with_own_source().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, note text, total numeric(12,2),
+                                  paid boolean, code char(4), blob bytea, due date,
+                                  updated_at timestamptz NOT NULL);
+             CREATE INDEX ON orders (updated_at, id);
+             INSERT INTO orders SELECT g, 'order ' || g, g * 1.25, g % 2 = 0, 'c' || (g % 10),
+                                       CASE WHEN g % 3 = 0 THEN NULL ELSE int8send(g) END,
+                                       '2024-01-01'::date + (g % 400),
+                                       '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute'
+                                FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "checked",
+            "  - source: public.orders\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n",
+        )
+        .await;
+    crate::sync::setup_job(&w, &job).await;
+    crate::sync::run(&w, &job).await;
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify", "checked"];
+        args.extend_from_slice(extra);
+        w.cli(&args)
+    };
+    let out = verify(&[]);
+    let (stdout, stderr) = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("equal"), "{stdout}");
+
+    // A row lost in Redshift, a row changed in Redshift, a row deleted at the source;
+    // and at the source, a row updated and one inserted after the mark (pending).
+    w.warehouse()
+        .await
+        .batch_execute(
+            "DELETE FROM analytics.orders WHERE id = 5;
+             UPDATE analytics.orders SET total = 99.99 WHERE id = 10;",
+        )
+        .await
+        .unwrap();
+    w.source()
+        .await
+        .batch_execute(
+            "DELETE FROM orders WHERE id = 20;
+             UPDATE orders SET note = 'changed', updated_at = now() WHERE id = 30;
+             INSERT INTO orders (id, note, updated_at) VALUES (5000, 'new', now());",
+        )
+        .await
+        .unwrap();
+    let out = verify(&[]);
+    let (stdout, stderr) = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stdout.contains("DRIFT"), "{stdout}");
+    for key in ["id=5", "id=10", "id=20"] {
+        assert!(stdout.contains(key), "{key} missing from {stdout}");
+    }
+    let out = verify(&["--json"]);
+    let (stdout, _) = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(3));
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let v = &json["tables"][0]["verdict"];
+    assert_eq!(v["only_source"]["count"], 1, "{v}");
+    assert_eq!(v["only_source"]["examples"][0], "id=5");
+    assert_eq!(v["differ"]["count"], 1, "{v}");
+    assert_eq!(v["differ"]["examples"][0], "id=10");
+    assert_eq!(v["only_redshift"]["count"], 1, "{v}");
+    assert_eq!(v["only_redshift"]["examples"][0], "id=20");
+    assert_eq!(v["pending"], 2, "rows 30 and 5000 are the next run's: {v}");
+    assert!(v["keys_transferred"].as_u64().unwrap() < 3000, "{v}");
+
+    // A table that cannot be compared: exit 1, the reason on stderr.
+    w.warehouse()
+        .await
+        .batch_execute("DROP TABLE analytics.orders")
+        .await
+        .unwrap();
+    let out = verify(&[]);
+    let (_, stderr) = crate::support::text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("public.orders"), "{stderr}");
 }

@@ -8,6 +8,7 @@ mod runs;
 mod schedules;
 mod setup;
 mod status;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +56,22 @@ enum Command {
     Status(StatusArgs),
     /// Recent runs of a job's tables, newest first (kept 30 days).
     Runs(RunsArgs),
+    /// Compare each table between the source and Redshift, keys and content, at a
+    /// cost proportional to the drift. Exits 0 when equal, 3 when drift was found, 1
+    /// when a table could not be verified.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    /// The job's name.
+    job: String,
+    /// Only this table (`schema.table`); repeat for more. Default: every enabled table.
+    #[arg(long = "table", value_name = "TABLE")]
+    tables: Vec<TableRef>,
+    /// Drifted keys shown per kind and table.
+    #[arg(long, default_value_t = 10)]
+    examples: usize,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +197,7 @@ async fn run(cli: Cli) -> crate::Result<ExitCode> {
         Command::Schedules(SchedulesCommand::Sync) => schedules::sync(&out).await,
         Command::Schedules(SchedulesCommand::List) => schedules::list(&out).await,
         Command::Status(args) => status::run(&out, args.job.as_deref(), args.max_lag).await,
+        Command::Verify(args) => verify::run(&out, &args.job, &args.tables, args.examples).await,
         Command::Runs(args) => {
             runs::run(&out, &args.job, args.table.as_ref(), args.limit as usize).await
         }

@@ -10,7 +10,7 @@
 //! costs one more scan to cut it, and a leaf ships its keys. A table with `d` differing
 //! keys ships about `d × leaf_keys` keys, not the table.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use super::sql::{Key, Range};
 
@@ -22,8 +22,13 @@ pub trait KeySide {
     async fn summaries(&self, ranges: &[Range]) -> Result<Vec<(i64, i64)>, Self::Error>;
     /// Every `every`-th key of `range` after its first, in key order.
     async fn boundaries(&self, range: &Range, every: u64) -> Result<Vec<Key>, Self::Error>;
-    /// The keys of `range`, in key order.
+    /// The keys of `range`, in key order; each followed by its row's content digest
+    /// when [`KeySide::digests`].
     async fn keys(&self, range: &Range) -> Result<Vec<Key>, Self::Error>;
+    /// Listed keys end with a digest of the row's content (compared as well).
+    fn digests(&self) -> bool {
+        false
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +61,8 @@ pub struct KeyDiff {
     pub only_source: Vec<Key>,
     /// Keys in Redshift only, in Redshift's order.
     pub only_redshift: Vec<Key>,
+    /// Keys on both sides whose rows differ in content (when content is compared).
+    pub differ: Vec<Key>,
     /// Ranges summarized on each side.
     pub ranges: u64,
     /// Keys shipped from both sides (boundaries and leaf lists).
@@ -90,12 +97,13 @@ where
             }
             let (ns, nr) = (s.0.max(0) as u64, r.0.max(0) as u64);
             if ns.max(nr) <= tuning.leaf_keys.max(1) {
-                let a = source.keys(&range).await?;
-                let b = redshift.keys(&range).await?;
+                let a = listed(source.keys(&range).await?, source.digests());
+                let b = listed(redshift.keys(&range).await?, redshift.digests());
                 diff.keys_transferred += (a.len() + b.len()) as u64;
-                let (only_a, only_b) = set_difference(&a, &b);
+                let (only_a, only_b, differ) = set_difference(&a, &b);
                 diff.only_source.extend(only_a);
                 diff.only_redshift.extend(only_b);
+                diff.differ.extend(differ);
                 continue;
             }
             let every = ns.max(nr).div_ceil(tuning.fan_out.max(2));
@@ -129,13 +137,36 @@ fn cut(range: &Range, bounds: Vec<Key>) -> Vec<Range> {
     out
 }
 
-/// Keys in `a` only and in `b` only, each in its own order.
-fn set_difference(a: &[Key], b: &[Key]) -> (Vec<Key>, Vec<Key>) {
-    let in_a: HashSet<&Key> = a.iter().collect();
-    let in_b: HashSet<&Key> = b.iter().collect();
+/// A listed key and its row's digest (when the side lists one).
+type Listed = (Key, Option<String>);
+
+fn listed(rows: Vec<Key>, digests: bool) -> Vec<Listed> {
+    rows.into_iter()
+        .map(|mut r| {
+            let digest = if digests { r.pop() } else { None };
+            (r, digest)
+        })
+        .collect()
+}
+
+/// Keys in `a` only, in `b` only (each in its own order), and in both with different
+/// digests (in `a`'s order).
+fn set_difference(a: &[Listed], b: &[Listed]) -> (Vec<Key>, Vec<Key>, Vec<Key>) {
+    let in_a: HashMap<&Key, &Option<String>> = a.iter().map(|(k, d)| (k, d)).collect();
+    let in_b: HashMap<&Key, &Option<String>> = b.iter().map(|(k, d)| (k, d)).collect();
     (
-        a.iter().filter(|k| !in_b.contains(k)).cloned().collect(),
-        b.iter().filter(|k| !in_a.contains(k)).cloned().collect(),
+        a.iter()
+            .filter(|(k, _)| !in_b.contains_key(k))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        b.iter()
+            .filter(|(k, _)| !in_a.contains_key(k))
+            .map(|(k, _)| k.clone())
+            .collect(),
+        a.iter()
+            .filter(|(k, d)| in_b.get(k).is_some_and(|theirs| *theirs != d))
+            .map(|(k, _)| k.clone())
+            .collect(),
     )
 }
 

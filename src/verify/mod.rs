@@ -5,7 +5,9 @@
 //!
 //! The reconcile step (`deletes: reconcile`, in `sync::reconcile`) uses it.
 
+pub mod check;
 pub mod compare;
+pub mod content;
 pub mod sql;
 
 use tokio_postgres::SimpleQueryMessage;
@@ -65,6 +67,7 @@ pub fn key_tables(
         table: crate::quote::qualified(&table.schema, &table.name),
         columns,
         text: text.clone(),
+        content: None,
     };
     Ok((
         side(
@@ -131,12 +134,17 @@ impl KeySide for Db<'_> {
 
     async fn summaries(&self, ranges: &[Range]) -> Result<Vec<(i64, i64)>, Self::Error> {
         let number = |v: &Option<String>| v.as_deref().and_then(|t| t.parse().ok()).unwrap_or(0);
-        Ok(self
-            .rows(&self.table.summaries(ranges))
-            .await?
-            .iter()
-            .map(|r| (number(&r[1]), number(&r[2])))
-            .collect())
+        // A range without rows has no row.
+        let mut out = vec![(0, 0); ranges.len()];
+        for r in self.rows(&self.table.summaries(ranges)).await? {
+            if let Some(slot) = usize::try_from(number(&r[0]))
+                .ok()
+                .and_then(|i| out.get_mut(i))
+            {
+                *slot = (number(&r[1]), number(&r[2]));
+            }
+        }
+        Ok(out)
     }
 
     async fn boundaries(&self, range: &Range, every: u64) -> Result<Vec<Key>, Self::Error> {
@@ -145,6 +153,10 @@ impl KeySide for Db<'_> {
 
     async fn keys(&self, range: &Range) -> Result<Vec<Key>, Self::Error> {
         self.key_rows(&self.table.keys(range)).await
+    }
+
+    fn digests(&self) -> bool {
+        self.table.content.is_some()
     }
 }
 

@@ -32,6 +32,9 @@ pub struct KeyTable {
     pub columns: Vec<String>,
     /// Per column: compared as text (byte order), else as a number.
     pub text: Vec<bool>,
+    /// The row's content in canonical text (see [`super::content`]), when content is
+    /// compared too: it joins the key in each row's hash, and leaf lists carry its md5.
+    pub content: Option<String>,
 }
 
 /// A key: one text value per column.
@@ -71,17 +74,18 @@ impl KeyTable {
     /// The key's text: `len:value|len:value...`.
     fn key_text(&self) -> String {
         (0..self.columns.len())
-            .map(|i| {
-                let t = self.as_text(i);
-                format!("LENGTH({t}) || ':' || {t}")
-            })
+            .map(|i| tagged(self.dialect, &self.as_text(i)))
             .collect::<Vec<_>>()
             .join(" || '|' || ")
     }
 
-    /// A row's 32-bit hash as a BIGINT.
+    /// A row's 32-bit hash as a BIGINT: of its key, and of its content when compared.
     fn row_hash(&self) -> String {
-        let md5 = format!("MD5({})", self.key_text());
+        let text = match &self.content {
+            Some(content) => format!("{} || '#' || MD5({content})", self.key_text()),
+            None => self.key_text(),
+        };
+        let md5 = format!("MD5({text})");
         match self.dialect {
             Dialect::Postgres => format!("('x' || SUBSTR({md5}, 1, 8))::bit(32)::bigint"),
             Dialect::Redshift => format!("STRTOL(SUBSTRING({md5}, 1, 8), 16)"),
@@ -143,17 +147,42 @@ impl KeyTable {
             .join(", ")
     }
 
-    /// One row per range, in order: `(count, hash sum)`.
+    /// `(i, count, hash sum)` for the ranges (`i` their position; a range without rows
+    /// has no row). Adjacent ranges (the parts of one cut) are summarized in one scan
+    /// of their union, each row bucketed by the bounds between them.
     pub fn summaries(&self, ranges: &[Range]) -> String {
-        ranges
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
+        let mut runs = Vec::new();
+        let mut start = 0;
+        for i in 1..=ranges.len() {
+            let adjacent =
+                i < ranges.len() && ranges[i].lo.is_some() && ranges[i].lo == ranges[i - 1].hi;
+            if !adjacent {
+                runs.push((start, i));
+                start = i;
+            }
+        }
+        runs.iter()
+            .map(|&(a, b)| {
+                let whole = Range {
+                    lo: ranges[a].lo.clone(),
+                    hi: ranges[b - 1].hi.clone(),
+                };
+                let bucket = if b - a == 1 {
+                    a.to_string()
+                } else {
+                    let whens: Vec<String> = (a..b - 1)
+                        .map(|i| {
+                            let hi = ranges[i].hi.as_deref().unwrap_or_default();
+                            format!("WHEN {} THEN {i}", self.compare(hi, false))
+                        })
+                        .collect();
+                    format!("CASE {} ELSE {} END", whens.join(" "), b - 1)
+                };
                 format!(
-                    "SELECT {i} AS i, COUNT(*) AS n, COALESCE(SUM({}), 0) AS h FROM {} WHERE {}",
+                    "SELECT i, COUNT(*) AS n, COALESCE(SUM(h), 0) AS h FROM (SELECT {bucket} AS i, {} AS h FROM {} WHERE {}) s GROUP BY i",
                     self.row_hash(),
                     self.table,
-                    self.predicate(r)
+                    self.predicate(&whole)
                 )
             })
             .collect::<Vec<_>>()
@@ -179,11 +208,16 @@ impl KeyTable {
         )
     }
 
-    /// The keys of `range`, in key order.
+    /// The keys of `range`, in key order; with content, each key ends with the md5 of
+    /// the row's content.
     pub fn keys(&self, range: &Range) -> String {
+        let select = match &self.content {
+            Some(content) => format!("{}, MD5({content})", self.select_keys()),
+            None => self.select_keys(),
+        };
         format!(
             "SELECT {} FROM {} WHERE {} ORDER BY {}",
-            self.select_keys(),
+            select,
             self.table,
             self.predicate(range),
             self.order()
@@ -195,7 +229,25 @@ impl KeyTable {
     /// Deletes the rows with these keys (at most a few thousand per statement: the
     /// caller batches).
     pub fn delete(&self, keys: &[Key]) -> String {
-        let condition = if self.columns.len() == 1 {
+        format!("DELETE FROM {} WHERE {}", self.table, self.matching(keys))
+    }
+
+    /// The keys among `keys` whose rows also meet `condition`.
+    pub fn select_matching(&self, keys: &[Key], condition: &str) -> String {
+        format!(
+            "SELECT {} FROM {} WHERE ({}) AND {condition}",
+            self.select_keys(),
+            self.table,
+            self.matching(keys)
+        )
+    }
+
+    /// The rows with these keys.
+    fn matching(&self, keys: &[Key]) -> String {
+        if keys.is_empty() {
+            return "FALSE".into();
+        }
+        if self.columns.len() == 1 {
             let values: Vec<String> = keys.iter().map(|k| self.literal(&k[0])).collect();
             format!(
                 "{} IN ({})",
@@ -215,8 +267,16 @@ impl KeyTable {
                 })
                 .collect::<Vec<_>>()
                 .join(" OR ")
-        };
-        format!("DELETE FROM {} WHERE {condition}", self.table)
+        }
+    }
+}
+
+/// `len:value` of a text expression (`NULL` stays NULL): lengths make the joined
+/// text unambiguous. The length is cast to text explicitly for Redshift.
+pub fn tagged(dialect: Dialect, text: &str) -> String {
+    match dialect {
+        Dialect::Postgres => format!("LENGTH({text})::text || ':' || {text}"),
+        Dialect::Redshift => format!("CAST(LENGTH({text}) AS VARCHAR) || ':' || {text}"),
     }
 }
 
@@ -230,6 +290,7 @@ mod tests {
             table: "\"s\".\"t\"".into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
             text: text.to_vec(),
+            content: None,
         }
     }
 
@@ -275,11 +336,11 @@ mod tests {
         let pg = table(Dialect::Postgres, &["id"], &[false]).summaries(&[Range::default()]);
         assert_eq!(
             pg,
-            "SELECT 0 AS i, COUNT(*) AS n, COALESCE(SUM(('x' || SUBSTR(MD5(LENGTH(\"id\"::text) || ':' || \"id\"::text), 1, 8))::bit(32)::bigint), 0) AS h FROM \"s\".\"t\" WHERE TRUE ORDER BY i"
+            "SELECT i, COUNT(*) AS n, COALESCE(SUM(h), 0) AS h FROM (SELECT 0 AS i, ('x' || SUBSTR(MD5(LENGTH(\"id\"::text)::text || ':' || \"id\"::text), 1, 8))::bit(32)::bigint AS h FROM \"s\".\"t\" WHERE TRUE) s GROUP BY i ORDER BY i"
         );
         let rs = table(Dialect::Redshift, &["id"], &[false]).summaries(&[Range::default()]);
         assert!(
-            rs.contains("STRTOL(SUBSTRING(MD5(LENGTH(CAST(\"id\" AS VARCHAR)) || ':' || CAST(\"id\" AS VARCHAR)), 1, 8), 16)"),
+            rs.contains("STRTOL(SUBSTRING(MD5(CAST(LENGTH(CAST(\"id\" AS VARCHAR)) AS VARCHAR) || ':' || CAST(\"id\" AS VARCHAR)), 1, 8), 16)"),
             "{rs}"
         );
     }
@@ -305,5 +366,28 @@ mod tests {
             two.delete(&[vec!["x'y".into(), "1".into()], vec!["z".into(), "2".into()]]),
             "DELETE FROM \"s\".\"t\" WHERE (\"a\" = 'x''y' AND \"b\" = '1') OR (\"a\" = 'z' AND \"b\" = '2')"
         );
+    }
+
+    #[test]
+    fn adjacent_ranges_are_summarized_in_one_scan_bucketed_by_their_bounds() {
+        let t = table(Dialect::Redshift, &["id"], &[false]);
+        let r = |lo: Option<&str>, hi: Option<&str>| Range {
+            lo: lo.map(|v| vec![v.to_string()]),
+            hi: hi.map(|v| vec![v.to_string()]),
+        };
+        let sql = t.summaries(&[
+            r(None, Some("10")),
+            r(Some("10"), Some("20")),
+            r(Some("20"), None),
+            r(Some("50"), Some("60")),
+        ]);
+        assert_eq!(sql.matches("FROM \"s\".\"t\"").count(), 2, "{sql}");
+        assert!(
+            sql.contains(
+                "CASE WHEN ((\"id\" < '10')) THEN 0 WHEN ((\"id\" < '20')) THEN 1 ELSE 2 END AS i"
+            ),
+            "{sql}"
+        );
+        assert!(sql.contains("SELECT 3 AS i"), "{sql}");
     }
 }

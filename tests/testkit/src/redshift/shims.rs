@@ -66,7 +66,7 @@ CREATE OR REPLACE FUNCTION public.json_parse(text) RETURNS jsonb LANGUAGE sql IM
   AS $f$ SELECT $1::jsonb $f$;
 CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sql IMMUTABLE STRICT
   AS $f$ SELECT $1::text $f$;
-CREATE OR REPLACE FUNCTION public.strtol(num text, base integer) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT
+CREATE OR REPLACE FUNCTION public.rs_emulator_strtol(num text, base integer) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT
   AS $f$ DECLARE r bigint := 0; d integer; c text;
   BEGIN
     IF base < 2 OR base > 36 OR num = '' THEN RAISE EXCEPTION 'invalid input for STRTOL'; END IF;
@@ -77,6 +77,12 @@ CREATE OR REPLACE FUNCTION public.strtol(num text, base integer) RETURNS bigint 
     END LOOP;
     RETURN r;
   END $f$;
+CREATE OR REPLACE FUNCTION public.strtol(num text, base integer) RETURNS bigint LANGUAGE sql IMMUTABLE STRICT
+  AS $f$ SELECT CASE WHEN base = 16 AND num ~ '^[0-9a-fA-F]{1,15}$'
+                     THEN ('x' || lpad(num, 16, '0'))::bit(64)::bigint
+                     ELSE public.rs_emulator_strtol(num, base) END $f$;
+CREATE OR REPLACE FUNCTION public.to_hex(bytea) RETURNS text LANGUAGE sql IMMUTABLE STRICT
+  AS $f$ SELECT encode($1, 'hex') $f$;
 CREATE OR REPLACE FUNCTION public.is_valid_json(text) RETURNS boolean LANGUAGE plpgsql IMMUTABLE
   AS $f$ BEGIN PERFORM $1::jsonb; RETURN true; EXCEPTION WHEN others THEN RETURN false; END $f$;
 CREATE OR REPLACE FUNCTION public.rs_emulator_install_checks(rel regclass) RETURNS void

@@ -1,0 +1,372 @@
+//! `verify`: one table compared between the source and Redshift, keys and content, at a
+//! cost proportional to the drift ([`super::compare`]).
+//!
+//! Rows changed after the table's mark are not drift: the next run loads them. They are
+//! told apart exactly, the way the next run would find them: a key whose row, in the
+//! comparison's snapshot, is after the mark's cursor, or at or behind it but written by
+//! a transaction the mark's snapshot could not see (a late commit), is *pending*.
+
+use serde::Serialize;
+
+use super::compare::{compare, KeyDiff, Tuning};
+use super::content::{canonical, row_text, Canonical};
+use super::sql::{Dialect, Key};
+use super::{key_tables, Db, KeyColumn};
+use crate::config::{Job, Table, TableRef};
+use crate::secrets::Role;
+use crate::setup::Decisions;
+use crate::source::query::typed_literal;
+use crate::source::snapshot::{SnapshotFns, Unseen};
+use crate::sync::Mark;
+
+/// Keys per query when telling pending rows apart.
+const BATCH: usize = 500;
+
+/// What `verify` found for one table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Verdict {
+    pub table: String,
+    /// Rows at the source that Redshift lacks (lost, or never loaded), not pending.
+    pub only_source: Drift,
+    /// Rows in Redshift the source no longer has (deleted at the source).
+    pub only_redshift: Drift,
+    /// Rows on both sides whose content differs, not pending.
+    pub differ: Drift,
+    /// Rows changed after the mark (or committed late behind it): the next run loads
+    /// them, so they are not drift.
+    pub pending: u64,
+    /// Columns whose content is not compared, and why.
+    pub not_compared: Vec<String>,
+    /// Key ranges compared, and keys shipped from both databases.
+    pub ranges: u64,
+    pub keys_transferred: u64,
+}
+
+/// A count, and up to `examples` keys (`col=value, ...`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    pub count: u64,
+    pub examples: Vec<String>,
+}
+
+impl Verdict {
+    pub fn drift(&self) -> bool {
+        self.only_source.count + self.only_redshift.count + self.differ.count > 0
+    }
+}
+
+/// Why a table could not be verified.
+#[derive(Debug, thiserror::Error)]
+#[error("table {table}: {reason}")]
+pub struct VerifyError {
+    pub table: TableRef,
+    pub reason: String,
+}
+
+/// Compares `table` of `job`.
+pub async fn verify_table(
+    source_db: &crate::secrets::DbConfig,
+    destination_db: &crate::secrets::DbConfig,
+    table: &Table,
+    decisions: &Decisions,
+    mark: Option<&Mark>,
+    examples: usize,
+) -> Result<Verdict, VerifyError> {
+    let fail = |reason: String| VerifyError {
+        table: table.source.clone(),
+        reason,
+    };
+    let source = crate::source::open(source_db)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let redshift = crate::warehouse::open(destination_db)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let query = |role: Role, doing: &'static str| {
+        move |e: tokio_postgres::Error| VerifyError {
+            table: table.source.clone(),
+            reason: format!(
+                "{doing} on the {role} failed: {}",
+                crate::diagnose::explain_error(role, &e)
+            ),
+        }
+    };
+    let schema = crate::source::schema::introspect(&source, &table.source, &table.column_casts)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let live: Vec<_> = decisions.live_columns().collect();
+    let key: Vec<KeyColumn> = decisions
+        .primary_key
+        .value
+        .iter()
+        .map(|k| KeyColumn {
+            source: k,
+            pg_type: schema.column(k).map_or("", |c| c.pg_type.name.as_str()),
+            redshift: live
+                .iter()
+                .find(|c| &c.source == k)
+                .map_or(k.as_str(), |c| c.name.as_str()),
+            cast: table.column_casts.contains_key(k),
+        })
+        .collect();
+    let (mut pg, mut rs) = key_tables(&table.source, &decisions.destination, &key).map_err(fail)?;
+    let mut verdict = Verdict {
+        table: table.source.to_string(),
+        ..Verdict::default()
+    };
+    let (mut pg_content, mut rs_content) = (Vec::new(), Vec::new());
+    for c in &live {
+        match canonical(c) {
+            Canonical::Compared { source, redshift } => {
+                pg_content.push(source);
+                rs_content.push(redshift);
+            }
+            Canonical::NotCompared(why) => verdict
+                .not_compared
+                .push(format!("{} ({why})", crate::quote::ident(&c.name))),
+        }
+    }
+    pg.content = row_text(Dialect::Postgres, &pg_content);
+    rs.content = row_text(Dialect::Redshift, &rs_content);
+
+    // One snapshot for the comparison and the pending test.
+    source
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(query(Role::Source, "starting the comparison"))?;
+    let result = async {
+        let src = Db {
+            client: &source,
+            table: pg.clone(),
+            role: Role::Source,
+        };
+        let dst = Db {
+            client: &redshift,
+            table: rs,
+            role: Role::Destination,
+        };
+        let diff: KeyDiff = compare(
+            &src,
+            &dst,
+            &crate::verify::sql::Range::default(),
+            Tuning::default(),
+        )
+        .await
+        .map_err(|e| VerifyError {
+            table: table.source.clone(),
+            reason: format!(
+                "comparing on the {} failed: {}",
+                e.role,
+                crate::diagnose::explain_error(e.role, &e.error)
+            ),
+        })?;
+        verdict.ranges = diff.ranges;
+        verdict.keys_transferred = diff.keys_transferred;
+        let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
+        let pending_sql = match mark {
+            // A full copy is the table as of its last run: the next one replaces it all.
+            _ if full => Some("TRUE".to_string()),
+            Some(m) => {
+                let fns = snapshot_fns(&source)
+                    .await
+                    .map_err(query(Role::Source, "reading the server version"))?;
+                pending_condition(decisions, m, fns)
+            }
+            // Never loaded: every source row is for the first run.
+            None => Some("TRUE".to_string()),
+        };
+        let mut pending = 0;
+        let mut keep = |keys: Vec<Key>, pending_keys: &std::collections::HashSet<Key>| {
+            let mut d = Drift::default();
+            for k in keys {
+                if pending_keys.contains(&k) {
+                    pending += 1;
+                } else {
+                    d.count += 1;
+                    if d.examples.len() < examples {
+                        d.examples.push(describe(&pg.columns, &k));
+                    }
+                }
+            }
+            d
+        };
+        let mut changed: Vec<Key> = diff.only_source.clone();
+        changed.extend(diff.differ.iter().cloned());
+        let pending_keys = match &pending_sql {
+            Some(condition) => pending_among(&source, &pg, condition, &changed)
+                .await
+                .map_err(query(Role::Source, "telling pending rows apart"))?,
+            None => Default::default(),
+        };
+        verdict.only_source = keep(diff.only_source, &pending_keys);
+        verdict.differ = keep(diff.differ, &pending_keys);
+        let gone: std::collections::HashSet<Key> = if full {
+            diff.only_redshift.iter().cloned().collect()
+        } else {
+            Default::default()
+        };
+        verdict.only_redshift = keep(diff.only_redshift, &gone);
+        verdict.pending = pending;
+        Ok(())
+    }
+    .await;
+    let _ = source.batch_execute("COMMIT").await;
+    result.map(|()| verdict)
+}
+
+/// The source's snapshot functions (by its version).
+async fn snapshot_fns(
+    source: &tokio_postgres::Client,
+) -> Result<SnapshotFns, tokio_postgres::Error> {
+    let row = source.query_one("SHOW server_version_num", &[]).await?;
+    let version: String = row.get(0);
+    Ok(SnapshotFns::for_version(version.parse().unwrap_or(0)))
+}
+
+/// `col=value, col=value` for people.
+fn describe(columns: &[String], key: &Key) -> String {
+    columns
+        .iter()
+        .zip(key)
+        .map(|(c, v)| format!("{c}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The rows the next run would load, as a condition on the source table: after the
+/// mark's cursor, or at or behind it and written by a transaction the mark's snapshot
+/// (the forward snapshot after its split) could not see. `None` when the mark has no
+/// cursor to compare with (a full copy).
+pub fn pending_condition(d: &Decisions, mark: &Mark, fns: SnapshotFns) -> Option<String> {
+    if mark.cursor.is_empty() || mark.cursor.len() != mark.keys.len() {
+        return None;
+    }
+    let typed = |names: &[String], values: &[String]| -> (String, String) {
+        let cols: Vec<String> = names.iter().map(|n| crate::quote::ident(n)).collect();
+        let vals: Vec<String> = names
+            .iter()
+            .zip(values)
+            .map(|(n, v)| {
+                let t = d
+                    .columns
+                    .iter()
+                    .find(|c| &c.source == n)
+                    .map_or("text", |c| c.source_type.as_str());
+                typed_literal(v, t)
+            })
+            .collect();
+        (cols.join(", "), vals.join(", "))
+    };
+    let (cols, cursor) = typed(&mark.keys, &mark.cursor);
+    let mut alternatives = vec![format!("({cols}) > ({cursor})")];
+    match (&mark.snapshot, &mark.split, &mark.forward_snapshot) {
+        (Some(behind), Some(split), Some(ahead)) if split.len() == mark.keys.len() => {
+            let (_, split) = typed(&mark.keys, split);
+            alternatives.push(format!(
+                "(({cols}) <= ({split}) AND {})",
+                Unseen {
+                    snapshot: behind,
+                    fns
+                }
+                .condition()
+            ));
+            alternatives.push(format!(
+                "(({cols}) > ({split}) AND ({cols}) <= ({cursor}) AND {})",
+                Unseen {
+                    snapshot: ahead,
+                    fns
+                }
+                .condition()
+            ));
+        }
+        (Some(s), _, _) => alternatives.push(format!(
+            "(({cols}) <= ({cursor}) AND {})",
+            Unseen { snapshot: s, fns }.condition()
+        )),
+        _ => {}
+    }
+    Some(format!("({})", alternatives.join(" OR ")))
+}
+
+/// Which of `keys` the source holds under `condition`.
+async fn pending_among(
+    source: &tokio_postgres::Client,
+    table: &super::sql::KeyTable,
+    condition: &str,
+    keys: &[Key],
+) -> Result<std::collections::HashSet<Key>, tokio_postgres::Error> {
+    let mut found = std::collections::HashSet::new();
+    for batch in keys.chunks(BATCH) {
+        let select = table.select_matching(batch, condition);
+        for m in source.simple_query(&select).await? {
+            if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+                found.insert(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or_default().to_string())
+                        .collect(),
+                );
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The verdicts of a job's tables (all enabled ones, or `only`), each `Ok` or why not.
+pub async fn verify_job(
+    app: &crate::app::App,
+    job: &Job,
+    only: &[TableRef],
+    examples: usize,
+) -> crate::Result<Vec<Result<Verdict, VerifyError>>> {
+    let tables: Vec<&Table> = if only.is_empty() {
+        job.tables.iter().filter(|t| !t.disabled).collect()
+    } else {
+        only.iter()
+            .map(|t| {
+                job.table(t).ok_or_else(|| {
+                    crate::Error::Usage(format!("job {} has no table {t}", job.name))
+                })
+            })
+            .collect::<crate::Result<_>>()?
+    };
+    let source_db = app.source(job).await?;
+    let destination_db = app.destination(job).await?;
+    let mut out = Vec::new();
+    for table in tables {
+        let fail = |reason: String| VerifyError {
+            table: table.source.clone(),
+            reason,
+        };
+        let doc = |attribute: &'static str| async move {
+            app.store
+                .get_table_document(&job.name, &table.source, attribute)
+                .await
+                .map_err(|e| fail(e.to_string()))
+        };
+        let verdict = async {
+            let decisions: Decisions = match doc(crate::setup::DECISIONS).await? {
+                Some(d) => serde_json::from_value(d).map_err(|e| {
+                    fail(format!(
+                        "its setup decisions are unreadable ({e}); run setup again"
+                    ))
+                })?,
+                None => return Err(fail("not set up yet; run setup first".into())),
+            };
+            let mark: Option<Mark> = doc(crate::sync::MARK)
+                .await?
+                .and_then(|m| serde_json::from_value(m).ok());
+            verify_table(
+                &source_db,
+                &destination_db,
+                table,
+                &decisions,
+                mark.as_ref(),
+                examples,
+            )
+            .await
+        }
+        .await;
+        out.push(verdict);
+    }
+    Ok(out)
+}
