@@ -374,3 +374,38 @@ async fn a_run_that_lost_its_lease_while_comparing_deletes_nothing() {
     assert!(!now.contains(&50));
     assert_eq!(now.len(), 100);
 }
+
+#[tokio::test]
+async fn keys_that_do_not_compare_at_all_delete_nothing() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, note text NOT NULL);
+             INSERT INTO tickets SELECT g, 'ticket ' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "mismatched",
+            "  - source: public.tickets\n    copy_mode: INSERT_ONLY\n    deletes: reconcile\n    reconcile_every: 0\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    ok(&sync::run(&w.app, &job, &options("first"), TIMING)
+        .await
+        .unwrap()[0]);
+    // As if Redshift printed every key differently: none of them is at the source.
+    w.warehouse()
+        .await
+        .batch_execute("UPDATE analytics.tickets SET id = id + 1000000")
+        .await
+        .unwrap();
+    let outcomes = sync::run(&w.app, &job, &options("second"), TIMING)
+        .await
+        .unwrap();
+    let error = outcomes[0].result.as_ref().unwrap_err().to_string();
+    assert!(error.contains("none of Redshift's 100 keys"), "{error}");
+    assert_eq!(ids(&w, "tickets").await.len(), 100, "nothing deleted");
+}

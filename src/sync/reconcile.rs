@@ -122,6 +122,21 @@ impl Ctx<'_> {
         .await;
         let _ = self.source.batch_execute("COMMIT").await;
         let diff = compared?;
+        // Every key Redshift holds looks gone while the source has rows: the keys do not
+        // compare (a key printed differently on one side), not a mass delete. Deleting
+        // would empty the table.
+        if diff.redshift_rows > 0
+            && diff.source_rows > 0
+            && diff.only_redshift.len() as u64 == diff.redshift_rows
+        {
+            return Err(SyncError::Other {
+                table: source.clone(),
+                message: format!(
+                    "deletes: reconcile found none of Redshift's {} keys at the source, which holds {} rows: the keys do not compare between the databases, so nothing was deleted; check the key columns' types, or set deletes: keep",
+                    diff.redshift_rows, diff.source_rows
+                ),
+            });
+        }
         report.reconcile = Some(ReconcileReport {
             ranges: diff.ranges,
             keys_transferred: diff.keys_transferred,

@@ -67,6 +67,9 @@ pub struct KeyDiff {
     pub ranges: u64,
     /// Keys shipped from both sides (boundaries and leaf lists).
     pub keys_transferred: u64,
+    /// Rows within the compared range on each side (from the first ranges' counts).
+    pub source_rows: u64,
+    pub redshift_rows: u64,
 }
 
 /// Compares the keys of `source` and `redshift` within `within`.
@@ -84,6 +87,8 @@ where
     let first = source.boundaries(within, tuning.range_keys.max(1)).await?;
     diff.keys_transferred += first.len() as u64;
     let mut pending = cut(within, first);
+    // The first ranges cover `within`: their counts are each side's rows.
+    let mut first_level = pending.len();
     while !pending.is_empty() {
         let batch: Vec<Range> = pending
             .drain(..pending.len().min(tuning.batch.max(1)))
@@ -92,6 +97,11 @@ where
         let theirs = redshift.summaries(&batch).await?;
         diff.ranges += batch.len() as u64;
         for ((range, s), r) in batch.into_iter().zip(ours).zip(theirs) {
+            if first_level > 0 {
+                first_level -= 1;
+                diff.source_rows += s.0.max(0) as u64;
+                diff.redshift_rows += r.0.max(0) as u64;
+            }
             if s == r {
                 continue;
             }
@@ -255,6 +265,7 @@ mod tests {
         assert!(d.only_source.is_empty() && d.only_redshift.is_empty());
         assert_eq!(d.ranges, 2, "100,000 keys in ranges of 50,000");
         assert_eq!(d.keys_transferred, 1);
+        assert_eq!((d.source_rows, d.redshift_rows), (100_000, 100_000));
     }
 
     #[test]
