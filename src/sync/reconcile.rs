@@ -91,6 +91,9 @@ impl Ctx<'_> {
         let table = run.table;
         let source = &table.source;
         let (source_keys, redshift_keys) = keys;
+        // A fresh lease for the comparison (a long one may still outlast it: then the
+        // fence before COMMIT fails and nothing is deleted).
+        self.fence(table).await?;
         // The snapshot: taken by the first query after BEGIN, after every chunk of this
         // run committed.
         self.source
