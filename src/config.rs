@@ -442,6 +442,9 @@ pub struct Job {
     /// The default of the tables' `reconcile_every`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reconcile_every: Option<u64>,
+    /// Clockwork-style times (in `tz`) at which `verify` runs on its own schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_at: Option<At>,
     pub tables: Vec<Table>,
 }
 
@@ -576,13 +579,14 @@ impl Job {
                 ),
             ));
         }
-        if let Some(at) = &self.at {
+        for (field, at) in [("at", &self.at), ("verify_at", &self.verify_at)] {
+            let Some(at) = at else { continue };
             if at.0.is_empty() || at.0.iter().any(|a| a.is_empty()) {
-                errors.push(err("at", "must not hold empty entries"));
+                errors.push(err(field, "must not hold empty entries"));
             }
             for (i, entry) in at.0.iter().enumerate().filter(|(_, a)| !a.is_empty()) {
                 if let Err(e) = crate::schedule::AtEntry::parse(entry) {
-                    errors.push(err(format!("at[{i}]"), e.to_string()));
+                    errors.push(err(format!("{field}[{i}]"), e.to_string()));
                 }
             }
         }
@@ -1019,6 +1023,7 @@ const JOB_FIELDS: &[&str] = &[
     "disabled",
     "deletes",
     "reconcile_every",
+    "verify_at",
     "tables",
 ];
 const SOURCE_FIELDS: &[&str] = &["url", "url_env", "url_secret", "url_ssm"];
@@ -1067,6 +1072,7 @@ fn read_job(value: serde_json::Value, found: &mut Found) -> Job {
         disabled: false,
         deletes: None,
         reconcile_every: None,
+        verify_at: None,
         tables: Vec::new(),
     };
     let Some(mut f) = Fields::open(
@@ -1093,6 +1099,7 @@ fn read_job(value: serde_json::Value, found: &mut Found) -> Job {
     job.disabled = f.optional("disabled").unwrap_or(false);
     job.deletes = f.optional("deletes");
     job.reconcile_every = f.optional("reconcile_every");
+    job.verify_at = f.optional("verify_at");
     match f.raw("tables") {
         Some(serde_json::Value::Array(items)) => {
             job.tables = items

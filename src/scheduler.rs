@@ -1,5 +1,6 @@
 //! EventBridge Scheduler: one schedule per enabled job, in the stack's schedule group,
-//! invoking the function with `{"action":"run","job":"<name>"}`. `sync` makes the
+//! invoking the function with `{"action":"run","job":"<name>"}`, and one more with
+//! `{"action":"verify","job":"<name>"}` for a job with `verify_at`. `sync` makes the
 //! group match the jobs: creates, updates, deletes.
 
 use std::collections::BTreeMap;
@@ -18,6 +19,32 @@ use aws_sdk_scheduler::error::ProvideErrorMetadata;
 /// letters, digits, `-` and `_`).
 pub fn schedule_name(job: &str) -> String {
     format!("job-{job}")
+}
+
+/// A job's `verify_at` schedule: `verify-<job name>`.
+pub fn verify_schedule_name(job: &str) -> String {
+    format!("verify-{job}")
+}
+
+/// The schedules a job gets: its runs, and its verify when it has `verify_at`; none
+/// when it is disabled.
+pub fn desired_all(job: &Job) -> Vec<Desired> {
+    let Some(run) = desired(job) else {
+        return Vec::new();
+    };
+    let mut out = vec![run];
+    if let Some(at) = job.verify_at.as_ref().and_then(|a| At::parse(&a.0).ok()) {
+        // An hour's frequency: an 'HH:**' window fires once, on the hour.
+        let s = schedule::schedule(3600, Some(&at), job.tz.as_deref());
+        out.push(Desired {
+            name: verify_schedule_name(&job.name),
+            expression: s.expression,
+            timezone: s.timezone,
+            input: serde_json::json!({"action": "verify", "job": job.name}).to_string(),
+            note: s.note,
+        });
+    }
+    out
 }
 
 /// What one job's schedule should be.
@@ -199,7 +226,7 @@ impl Scheduler {
             .into_iter()
             .map(|e| (e.name.clone(), e))
             .collect();
-        let wanted: Vec<Desired> = jobs.iter().filter_map(desired).collect();
+        let wanted: Vec<Desired> = jobs.iter().flat_map(desired_all).collect();
         let mut changes = Vec::new();
         for d in &wanted {
             match existing.get(&d.name) {
@@ -245,7 +272,8 @@ impl Scheduler {
             }
         }
         for name in existing.keys() {
-            if name.starts_with("job-") && !wanted.iter().any(|d| &d.name == name) {
+            let ours = name.starts_with("job-") || name.starts_with("verify-");
+            if ours && !wanted.iter().any(|d| &d.name == name) {
                 self.client
                     .delete_schedule()
                     .group_name(&self.group)
@@ -316,5 +344,18 @@ mod tests {
         );
         job.disabled = true;
         assert_eq!(desired(&job), None);
+        assert!(desired_all(&job).is_empty());
+    }
+
+    #[test]
+    fn verify_at_adds_a_verify_schedule() {
+        let yaml = "name: shop\nsource: {url_env: S}\ndestination: {url_env: D}\nfrequency: 300\ntz: Europe/London\nverify_at: '03:30'\ntables: [{source: public.t}]\n";
+        let job = Job::parse(yaml, Format::Yaml).unwrap();
+        let all = desired_all(&job);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].name, "verify-shop");
+        assert_eq!(all[1].expression, "cron(30 3 * * ? *)");
+        assert_eq!(all[1].timezone, "Europe/London");
+        assert_eq!(all[1].input, r#"{"action":"verify","job":"shop"}"#);
     }
 }

@@ -97,6 +97,40 @@ async fn sync_keeps_one_schedule_per_enabled_job() {
 }
 
 #[tokio::test]
+async fn verify_at_gives_a_job_a_verify_schedule_of_its_own() {
+    let w = World::new().await;
+    let app = with_group(&w).await;
+    let scheduler = Scheduler::new(app.clients.scheduler.clone(), &app.settings).unwrap();
+    let mut shop = job_yaml(&w, "shop", "frequency: 300\nverify_at: 'Monday 03:00'\n");
+    let changes = scheduler.sync(std::slice::from_ref(&shop)).await.unwrap();
+    assert!(
+        changes
+            .iter()
+            .any(|c| matches!(c, Change::Created(d) if d.name == "verify-shop")),
+        "{changes:?}"
+    );
+    let listed = scheduler.list().await.unwrap();
+    let verify = listed.iter().find(|e| e.name == "verify-shop").unwrap();
+    assert_eq!(verify.expression, "cron(0 3 ? * 2 *)", "Monday is day 2");
+    assert_eq!(verify.input, r#"{"action":"verify","job":"shop"}"#);
+    // Without verify_at the verify schedule goes; the run schedule stays.
+    shop.verify_at = None;
+    let changes = scheduler.sync(std::slice::from_ref(&shop)).await.unwrap();
+    assert!(
+        changes.contains(&Change::Deleted("verify-shop".into())),
+        "{changes:?}"
+    );
+    let names: Vec<String> = scheduler
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, vec!["job-shop".to_string()]);
+}
+
+#[tokio::test]
 async fn the_sync_schedules_event_and_the_cli_do_the_same() {
     let w = World::new().await;
     let app = with_group(&w).await;
