@@ -12,7 +12,6 @@ use super::{parse_source_time, Ctx, Report, SyncError};
 use crate::config::{CopyMode, Deletes, Limits, Table, TableRef};
 use crate::setup::Decisions;
 use crate::source::query::KeyColumn;
-use crate::verify::KeyColumn as KeyColumnRef;
 use crate::warehouse::sql::ColumnDef;
 use crate::warehouse::types::Load;
 
@@ -135,20 +134,7 @@ impl Ctx<'_> {
         // loading, so a table that cannot reconcile says so at once.
         let reconcile_keys =
             if mode != CopyMode::FullDataSync && table.deletes(self.job) == Deletes::Reconcile {
-                let key: Vec<KeyColumnRef> = d
-                    .primary_key
-                    .value
-                    .iter()
-                    .map(|k| KeyColumnRef {
-                        source: k,
-                        pg_type: source.column(k).map_or("", |c| c.pg_type.name.as_str()),
-                        redshift: columns
-                            .iter()
-                            .find(|c| &c.source == k)
-                            .map_or(k.as_str(), |c| c.name.as_str()),
-                        cast: table.column_casts.contains_key(k),
-                    })
-                    .collect();
+                let key = crate::verify::key_of(table, d, &source);
                 Some(
                     crate::verify::key_tables(&table.source, &d.destination, &key)
                         .map_err(|m| other(format!("deletes: reconcile: {m}")))?,

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::compare::{compare, KeyDiff, Tuning};
 use super::content::{canonical, row_text, Canonical};
 use super::sql::{Dialect, Key};
-use super::{key_tables, Db, KeyColumn};
+use super::{key_tables, Db};
 use crate::config::{Job, Table, TableRef};
 use crate::secrets::Role;
 use crate::setup::Decisions;
@@ -95,20 +95,7 @@ pub async fn verify_table(
         .await
         .map_err(|e| fail(e.to_string()))?;
     let live: Vec<_> = decisions.live_columns().collect();
-    let key: Vec<KeyColumn> = decisions
-        .primary_key
-        .value
-        .iter()
-        .map(|k| KeyColumn {
-            source: k,
-            pg_type: schema.column(k).map_or("", |c| c.pg_type.name.as_str()),
-            redshift: live
-                .iter()
-                .find(|c| &c.source == k)
-                .map_or(k.as_str(), |c| c.name.as_str()),
-            cast: table.column_casts.contains_key(k),
-        })
-        .collect();
+    let key = super::key_of(table, decisions, &schema);
     let (mut pg, mut rs) = key_tables(&table.source, &decisions.destination, &key).map_err(fail)?;
     let mut verdict = Verdict {
         table: table.source.to_string(),

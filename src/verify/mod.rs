@@ -30,6 +30,28 @@ pub struct KeyColumn<'a> {
     pub cast: bool,
 }
 
+/// The table's primary key as the comparison needs it: from setup's decisions (the
+/// columns and their Redshift names) and the source's catalog (their base types).
+pub fn key_of<'a>(
+    table: &'a crate::config::Table,
+    d: &'a crate::setup::Decisions,
+    source: &'a crate::source::schema::SourceTable,
+) -> Vec<KeyColumn<'a>> {
+    d.primary_key
+        .value
+        .iter()
+        .map(|k| KeyColumn {
+            source: k,
+            pg_type: source.column(k).map_or("", |c| c.pg_type.name.as_str()),
+            redshift: d
+                .live_columns()
+                .find(|c| &c.source == k)
+                .map_or(k.as_str(), |c| c.name.as_str()),
+            cast: table.column_casts.contains_key(k),
+        })
+        .collect()
+}
+
 /// The key as each side sees it. Only keys whose text is the same in both databases
 /// and whose order is the same can be compared: integers, text and varchar (in byte
 /// order), uuid (lower-case hex in both). Anything else is refused, naming the column.
