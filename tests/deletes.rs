@@ -56,7 +56,9 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              CREATE TABLE notes (id bigint PRIMARY KEY, body text NOT NULL);
              INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 50) g;
              CREATE TABLE hourly (region text, n int, PRIMARY KEY (region, n));
-             INSERT INTO hourly SELECT r, g FROM unnest(ARRAY['north', 'south']) r, generate_series(1, 50) g;",
+             INSERT INTO hourly SELECT r, g FROM unnest(ARRAY['north', 'south']) r, generate_series(1, 50) g;
+             CREATE TABLE pairs (region text, n int, PRIMARY KEY (region, n));
+             INSERT INTO pairs SELECT r, g FROM unnest(ARRAY['a|b', 'a', 'Zed', 'é']) r, generate_series(1, 30) g;",
         )
         .await
         .unwrap();
@@ -68,7 +70,8 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
             "  - source: public.tickets\n    copy_mode: INSERT_ONLY\n\
              \x20 - source: public.accounts\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n\
              \x20 - source: public.notes\n    copy_mode: INSERT_ONLY\n    deletes: keep\n\
-             \x20 - source: public.hourly\n    copy_mode: INSERT_ONLY\n    reconcile_every: 3600\n",
+             \x20 - source: public.hourly\n    copy_mode: INSERT_ONLY\n    reconcile_every: 3600\n\
+             \x20 - source: public.pairs\n    copy_mode: INSERT_ONLY\n",
         )
         .replace("frequency: 300\n", "frequency: 300\ndeletes: reconcile\nreconcile_every: 0\n");
     let job =
@@ -95,7 +98,8 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              DELETE FROM accounts WHERE id IN (1, 1500, 3000);
              UPDATE accounts SET name = 'renamed', updated_at = now() WHERE id IN (2, 1501);
              DELETE FROM notes WHERE id = 10;
-             DELETE FROM hourly WHERE region = 'north' AND n = 3;",
+             DELETE FROM hourly WHERE region = 'north' AND n = 3;
+             DELETE FROM pairs WHERE (region = 'a|b' AND n = 7) OR (region = 'é' AND n = 30);",
         )
         .await
         .unwrap();
@@ -105,6 +109,7 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
     let report = |table: &str| ok(second.iter().find(|o| o.table.name == table).unwrap()).clone();
     assert_eq!(report("tickets").rows_deleted, 6, "{:?}", report("tickets"));
     assert_eq!(report("accounts").rows_deleted, 3);
+    assert_eq!(report("pairs").rows_deleted, 2, "a composite text key");
     assert_eq!(report("notes").rows_deleted, 0);
     assert!(
         report("notes").reconcile.is_none(),
