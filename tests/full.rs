@@ -222,3 +222,71 @@ async fn a_full_copy_larger_than_one_invocation_goes_on_and_replaces_once() {
         .unwrap();
     assert_eq!(progress, None, "the finished copy is forgotten");
 }
+
+/// Stops the run at one step of one chunk, as a crash there would.
+struct CrashAt {
+    step: Step,
+    chunk: u64,
+}
+
+impl sync::Observer for CrashAt {
+    fn step(&self, _: &TableRef, step: Step, chunk: u64, _: u64) -> Result<(), String> {
+        if step == self.step && chunk == self.chunk {
+            return Err("injected crash".into());
+        }
+        Ok(())
+    }
+}
+
+/// Lambda retries a crashed invocation with the same payload: a hop of a full copy that
+/// died after Redshift committed a chunk, before its progress was stored, runs again and
+/// reads that chunk again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_copy_hop_retried_after_a_crash_duplicates_nothing() {
+    let w = World::new().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE plans (id bigserial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO plans (name) SELECT 'plan ' || i FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "retried_full",
+            "  - source: public.plans\n    copy_mode: FULL_DATA_SYNC\n    import_chunk_size: 7\n",
+        )
+        .await;
+    setup_job(&w, &job).await;
+    let options = |observer: Option<Arc<dyn sync::Observer>>| Options {
+        run_id: "lambda-retried".into(),
+        force: true,
+        observer,
+        ..Options::default()
+    };
+    let crashed = sync::run(
+        &w.app,
+        &job,
+        &options(Some(Arc::new(CrashAt {
+            step: Step::Committed,
+            chunk: 2,
+        }))),
+        TIMING,
+    )
+    .await
+    .unwrap();
+    let e = crashed[0].result.as_ref().unwrap_err().to_string();
+    assert!(e.contains("injected crash"), "{e}");
+    // The retry: same run, so it goes on with the copy and the progress of chunk 1.
+    let retried = sync::run(&w.app, &job, &options(None), TIMING)
+        .await
+        .unwrap();
+    ok(&retried[0]);
+    assert_same(
+        &w,
+        "SELECT id, name FROM plans ORDER BY id",
+        "SELECT id, name FROM analytics.plans ORDER BY id",
+    )
+    .await;
+}

@@ -74,7 +74,10 @@ impl Ctx<'_> {
             self.files_per_chunk,
             codec,
         );
-        let upsert = !run.full() && !run.pk_redshift.is_empty();
+        // Merged on the primary key whenever there is one, full copies too: a chunk read
+        // again (a retried hop that died after Redshift committed it) merges instead of
+        // landing twice; a new chunk is appended without a DELETE all the same.
+        let upsert = !run.pk_redshift.is_empty() && !run.keys.is_empty();
         let extracted = extract_chunk(
             &self.source,
             run.has_xmin.then(|| self.fns.snapshot_sql()),

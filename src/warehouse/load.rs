@@ -158,7 +158,7 @@ pub enum Merge<'a> {
     /// appended without the DELETE when the target provably holds none of the staged
     /// keys ([`sql::stage_keys_are_new`], asked inside the transaction).
     Upsert { key: &'a [String] },
-    /// Append (FULL_DATA_SYNC into its new table).
+    /// Append (a full copy without a key: one chunk, into a new table of its own).
     Append,
 }
 
