@@ -91,7 +91,8 @@ async fn the_readme_database_users_can_set_up_and_load_and_no_more() {
     let yaml = format!(
         "name: users\nsource:\n  url: {source_url}\ndestination:\n  url: {redshift_url}\n  \
          schema: shop\n  iam_role: arn:aws:iam::123456789012:role/redshift-copy\n\
-         frequency: 300\ntables:\n  - source: public.orders\n  - source: public.later\n"
+         frequency: 300\ndeletes: reconcile\nreconcile_every: 0\n\
+         tables:\n  - source: public.orders\n  - source: public.later\n"
     );
     let job = Job::parse(&yaml, Format::Yaml).unwrap();
     w.app
@@ -135,6 +136,7 @@ async fn the_readme_database_users_can_set_up_and_load_and_no_more() {
             "UPDATE orders SET total = total + 1000, updated_at = now() - interval '1 hour'
                  WHERE id <= 20;
              INSERT INTO orders (total, updated_at) VALUES (7, now() - interval '1 hour');
+             DELETE FROM orders WHERE id = 100;
              INSERT INTO later VALUES ('c51', 51);",
         )
         .await
@@ -144,10 +146,15 @@ async fn the_readme_database_users_can_set_up_and_load_and_no_more() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
 
     let warehouse = w.warehouse().await;
+    // The delete reached Redshift (deletes: reconcile, as the read-only user).
     assert_eq!(
         rows(&warehouse, "SELECT count(*) FROM shop.orders").await,
-        201
+        200
     );
+    // verify, as the same users: equal.
+    let out = w.cli(&["verify", "users", "--table", "public.orders"]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert_eq!(
         rows(
             &warehouse,
