@@ -89,5 +89,9 @@ check customers "id, name, email, country, vip, created_at, updated_at" id || ok
 check orders "id, customer_id, status, total, items, note, updated_at" id || ok=1
 check events "id, kind, payload, at" id || ok=1
 check countries "code, name, vat_rate" code || ok=1
+
+step "verify: the loader's own comparison (keys and content, inside each database)"
+"$loader" verify shop || ok=1
+
 if [[ $ok -eq 0 ]]; then step "demo: every table matches"; else step "demo: MISMATCH"; fi
 exit $ok

@@ -58,7 +58,9 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              CREATE TABLE hourly (region text, n int, PRIMARY KEY (region, n));
              INSERT INTO hourly SELECT r, g FROM unnest(ARRAY['north', 'south']) r, generate_series(1, 50) g;
              CREATE TABLE pairs (region text, n int, PRIMARY KEY (region, n));
-             INSERT INTO pairs SELECT r, g FROM unnest(ARRAY['a|b', 'a', 'Zed', 'é']) r, generate_series(1, 30) g;",
+             INSERT INTO pairs SELECT r, g FROM unnest(ARRAY['a|b', 'a', 'Zed', 'é']) r, generate_series(1, 30) g;
+             CREATE TABLE codes (code char(3) PRIMARY KEY, name text NOT NULL);
+             INSERT INTO codes VALUES ('DE', 'Germany'), ('FRA', 'France'), ('US', 'United States'), ('X', 'x');",
         )
         .await
         .unwrap();
@@ -71,7 +73,8 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              \x20 - source: public.accounts\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n\
              \x20 - source: public.notes\n    copy_mode: INSERT_ONLY\n    deletes: keep\n\
              \x20 - source: public.hourly\n    copy_mode: INSERT_ONLY\n    reconcile_every: 3600\n\
-             \x20 - source: public.pairs\n    copy_mode: INSERT_ONLY\n",
+             \x20 - source: public.pairs\n    copy_mode: INSERT_ONLY\n\
+             \x20 - source: public.codes\n    copy_mode: INSERT_ONLY\n",
         )
         .replace("frequency: 300\n", "frequency: 300\ndeletes: reconcile\nreconcile_every: 0\n");
     let job =
@@ -99,7 +102,8 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              UPDATE accounts SET name = 'renamed', updated_at = now() WHERE id IN (2, 1501);
              DELETE FROM notes WHERE id = 10;
              DELETE FROM hourly WHERE region = 'north' AND n = 3;
-             DELETE FROM pairs WHERE (region = 'a|b' AND n = 7) OR (region = 'é' AND n = 30);",
+             DELETE FROM pairs WHERE (region = 'a|b' AND n = 7) OR (region = 'é' AND n = 30);
+             DELETE FROM codes WHERE code IN ('US', 'FRA');",
         )
         .await
         .unwrap();
@@ -110,6 +114,8 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
     assert_eq!(report("tickets").rows_deleted, 6, "{:?}", report("tickets"));
     assert_eq!(report("accounts").rows_deleted, 3);
     assert_eq!(report("pairs").rows_deleted, 2, "a composite text key");
+    assert_eq!(report("codes").rows_deleted, 2, "a padded char(3) key");
+    assert_eq!(report("codes").reconcile.clone().unwrap().missing, 0);
     assert_eq!(report("notes").rows_deleted, 0);
     assert!(
         report("notes").reconcile.is_none(),

@@ -28,6 +28,7 @@ fn key_table(dialect: Dialect, table: &str, columns: &[&str], text: &[bool]) -> 
         table: table.into(),
         columns: columns.iter().map(|c| c.to_string()).collect(),
         text: text.to_vec(),
+        padded: Vec::new(),
         content: None,
     }
 }

@@ -62,33 +62,37 @@ pub fn key_tables(
 ) -> Result<(KeyTable, KeyTable), String> {
     if key.is_empty() {
         return Err(
-            "the table has no primary key, so rows cannot be matched between the databases: name one with primary_key and run setup again, or set deletes: keep".into(),
+            "the table has no primary key, so rows cannot be matched between the databases: name one with primary_key and run setup again (for deletes: reconcile, or set deletes: keep on this table)".into(),
         );
     }
-    let mut text = Vec::new();
+    let (mut text, mut padded) = (Vec::new(), Vec::new());
     for c in key {
         if c.cast {
             return Err(format!(
-                "key column {} is cast (column_casts), so its values differ between the databases; remove the cast or set deletes: keep",
+                "key column {} is cast (column_casts), so its values differ between the databases; remove the cast (for deletes: reconcile, or set deletes: keep on this table)",
                 crate::quote::ident(c.source)
             ));
         }
-        text.push(match c.pg_type {
-            "int2" | "int4" | "int8" | "uuid" => false,
-            "text" | "varchar" => true,
+        let (is_text, is_padded) = match c.pg_type {
+            "int2" | "int4" | "int8" | "uuid" => (false, false),
+            "text" | "varchar" => (true, false),
+            "bpchar" => (true, true),
             other => {
                 return Err(format!(
-                    "key column {} is of type {other}, whose text may differ between PostgreSQL and Redshift, so its keys cannot be compared: keys of integer, text, varchar and uuid columns can; set deletes: keep for this table",
+                    "key column {} is of type {other}, whose text may differ between PostgreSQL and Redshift, so its keys cannot be compared (keys of integer, text, varchar, char and uuid columns can); for deletes: reconcile, set deletes: keep on this table",
                     crate::quote::ident(c.source)
                 ))
             }
-        });
+        };
+        text.push(is_text);
+        padded.push(is_padded);
     }
     let side = |dialect, table: &TableRef, columns: Vec<String>| KeyTable {
         dialect,
         table: crate::quote::qualified(&table.schema, &table.name),
         columns,
         text: text.clone(),
+        padded: padded.clone(),
         content: None,
     };
     Ok((

@@ -32,6 +32,9 @@ pub struct KeyTable {
     pub columns: Vec<String>,
     /// Per column: compared as text (byte order), else as a number.
     pub text: Vec<bool>,
+    /// Per column: a `char(n)` at the source, whose padding PostgreSQL drops from its
+    /// text and Redshift keeps in the VARCHAR it was loaded into (so Redshift trims it).
+    pub padded: Vec<bool>,
     /// The row's content in canonical text (see [`super::content`]), when content is
     /// compared too: it joins the key in each row's hash, and leaf lists carry its md5.
     pub content: Option<String>,
@@ -48,10 +51,26 @@ pub struct Range {
 }
 
 impl KeyTable {
+    /// Column `i` as ranges compare it: text in byte order at the source; a padded
+    /// `char(n)` value trimmed in Redshift (whose comparisons ignore trailing blanks;
+    /// trimming says so to any engine).
     fn column(&self, i: usize) -> String {
         let c = quote::ident(&self.columns[i]);
+        let padded = self.padded.get(i).copied().unwrap_or(false);
         match (self.dialect, self.text[i]) {
             (Dialect::Postgres, true) => format!("{c} COLLATE \"C\""),
+            (Dialect::Redshift, _) if padded => format!("RTRIM({c})"),
+            _ => c,
+        }
+    }
+
+    /// Column `i` as key lists match it (equality: no collation needed).
+    fn matched(&self, i: usize) -> String {
+        let c = quote::ident(&self.columns[i]);
+        match self.dialect {
+            Dialect::Redshift if self.padded.get(i).copied().unwrap_or(false) => {
+                format!("RTRIM({c})")
+            }
             _ => c,
         }
     }
@@ -65,8 +84,10 @@ impl KeyTable {
 
     fn as_text(&self, i: usize) -> String {
         let c = quote::ident(&self.columns[i]);
+        let padded = self.padded.get(i).copied().unwrap_or(false);
         match self.dialect {
             Dialect::Postgres => format!("{c}::text"),
+            Dialect::Redshift if padded => format!("RTRIM(CAST({c} AS VARCHAR))"),
             Dialect::Redshift => format!("CAST({c} AS VARCHAR)"),
         }
     }
@@ -249,19 +270,15 @@ impl KeyTable {
         }
         if self.columns.len() == 1 {
             let values: Vec<String> = keys.iter().map(|k| self.literal(&k[0])).collect();
-            format!(
-                "{} IN ({})",
-                quote::ident(&self.columns[0]),
-                values.join(", ")
-            )
+            format!("{} IN ({})", self.matched(0), values.join(", "))
         } else {
             keys.iter()
                 .map(|k| {
-                    let terms: Vec<String> = self
-                        .columns
+                    let terms: Vec<String> = k
                         .iter()
-                        .zip(k)
-                        .map(|(c, v)| format!("{} = {}", quote::ident(c), self.literal(v)))
+                        .take(self.columns.len())
+                        .enumerate()
+                        .map(|(i, v)| format!("{} = {}", self.matched(i), self.literal(v)))
                         .collect();
                     format!("({})", terms.join(" AND "))
                 })
@@ -290,6 +307,7 @@ mod tests {
             table: "\"s\".\"t\"".into(),
             columns: columns.iter().map(|c| c.to_string()).collect(),
             text: text.to_vec(),
+            padded: Vec::new(),
             content: None,
         }
     }
