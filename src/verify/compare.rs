@@ -106,34 +106,43 @@ where
                 continue;
             }
             let (ns, nr) = (s.0.max(0) as u64, r.0.max(0) as u64);
-            if ns.max(nr) <= tuning.leaf_keys.max(1) {
-                let a = listed(source.keys(&range).await?, source.digests());
-                let b = listed(redshift.keys(&range).await?, redshift.digests());
-                diff.keys_transferred += (a.len() + b.len()) as u64;
-                let (only_a, only_b, differ) = set_difference(&a, &b);
-                diff.only_source.extend(only_a);
-                diff.only_redshift.extend(only_b);
-                diff.differ.extend(differ);
-                continue;
+            if ns.max(nr) > tuning.leaf_keys.max(1) {
+                let every = ns.max(nr).div_ceil(tuning.fan_out.max(2));
+                let bounds = if ns >= nr {
+                    source.boundaries(&range, every).await?
+                } else {
+                    redshift.boundaries(&range, every).await?
+                };
+                diff.keys_transferred += bounds.len() as u64;
+                let parts = cut(&range, bounds);
+                if parts.len() > 1 && !parts.contains(&range) {
+                    pending.extend(parts);
+                    continue;
+                }
+                // No cut makes it smaller: one key many times over (Redshift does not
+                // enforce primary keys). Listed as it is, however long.
             }
-            let every = ns.max(nr).div_ceil(tuning.fan_out.max(2));
-            let bounds = if ns >= nr {
-                source.boundaries(&range, every).await?
-            } else {
-                redshift.boundaries(&range, every).await?
-            };
-            diff.keys_transferred += bounds.len() as u64;
-            pending.extend(cut(&range, bounds));
+            let a = listed(source.keys(&range).await?, source.digests());
+            let b = listed(redshift.keys(&range).await?, redshift.digests());
+            diff.keys_transferred += (a.len() + b.len()) as u64;
+            let (only_a, only_b, differ) = set_difference(&a, &b);
+            diff.only_source.extend(only_a);
+            diff.only_redshift.extend(only_b);
+            diff.differ.extend(differ);
         }
     }
     Ok(diff)
 }
 
-/// `range` cut at `bounds` (in key order, each inside it).
+/// `range` cut at `bounds` (in key order, each inside it); a bound equal to the one
+/// before it (a key Redshift holds twice) cuts nothing.
 fn cut(range: &Range, bounds: Vec<Key>) -> Vec<Range> {
     let mut out = Vec::with_capacity(bounds.len() + 1);
     let mut lo = range.lo.clone();
     for b in bounds {
+        if lo.as_ref() == Some(&b) {
+            continue;
+        }
         out.push(Range {
             lo,
             hi: Some(b.clone()),
@@ -184,18 +193,20 @@ fn set_difference(a: &[Listed], b: &[Listed]) -> (Vec<Key>, Vec<Key>, Vec<Key>) 
 mod tests {
     use super::*;
     use std::cell::Cell;
-    use std::collections::BTreeSet;
 
     /// A side held in memory: integer keys, with the same hash rule as the SQL.
+    /// Sorted, and may hold a key more than once (as Redshift may).
     struct Set {
-        keys: BTreeSet<i64>,
+        keys: Vec<i64>,
         shipped: Cell<u64>,
     }
 
     impl Set {
         fn new(keys: impl IntoIterator<Item = i64>) -> Set {
+            let mut keys: Vec<i64> = keys.into_iter().collect();
+            keys.sort_unstable();
             Set {
-                keys: keys.into_iter().collect(),
+                keys,
                 shipped: Cell::new(0),
             }
         }
@@ -309,5 +320,24 @@ mod tests {
             },
         );
         assert_eq!(d.only_redshift.len(), 5_000);
+    }
+
+    #[test]
+    fn a_key_held_many_times_ends_the_descent_instead_of_looping() {
+        let source = Set::new([1, 2, 3]);
+        let redshift = Set::new([1, 2, 3].into_iter().chain(std::iter::repeat_n(2, 5_000)));
+        let d = run(
+            &source,
+            &redshift,
+            Tuning {
+                leaf_keys: 100,
+                ..Tuning::default()
+            },
+        );
+        assert!(
+            d.only_source.is_empty() && d.only_redshift.is_empty(),
+            "{d:?}"
+        );
+        assert!(d.ranges < 50, "{}", d.ranges);
     }
 }
