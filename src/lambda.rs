@@ -323,6 +323,7 @@ impl Handler {
             .map(|v| {
                 json!({"table": v.table, "only_source": v.only_source.count,
                        "only_redshift": v.only_redshift.count, "differ": v.differ.count,
+                       "duplicated": v.duplicated.count,
                        "pending": v.pending, "keys_transferred": v.keys_transferred})
             })
             .collect();

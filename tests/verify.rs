@@ -189,7 +189,8 @@ async fn verify_reports_each_kind_of_drift_and_not_what_the_next_run_loads() {
         .await
         .batch_execute(
             "DELETE FROM analytics.orders WHERE id = 5;
-             UPDATE analytics.orders SET total = 99.99 WHERE id = 10;",
+             UPDATE analytics.orders SET total = 99.99 WHERE id = 10;
+             INSERT INTO analytics.orders SELECT * FROM analytics.orders WHERE id = 15;",
         )
         .await
         .unwrap();
@@ -206,7 +207,7 @@ async fn verify_reports_each_kind_of_drift_and_not_what_the_next_run_loads() {
     let (stdout, stderr) = crate::support::text(&out);
     assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
     assert!(stdout.contains("DRIFT"), "{stdout}");
-    for key in ["id=5", "id=10", "id=20"] {
+    for key in ["id=5", "id=10", "id=15", "id=20"] {
         assert!(stdout.contains(key), "{key} missing from {stdout}");
     }
     let out = verify(&["--json"]);
@@ -220,6 +221,8 @@ async fn verify_reports_each_kind_of_drift_and_not_what_the_next_run_loads() {
     assert_eq!(v["differ"]["examples"][0], "id=10");
     assert_eq!(v["only_redshift"]["count"], 1, "{v}");
     assert_eq!(v["only_redshift"]["examples"][0], "id=20");
+    assert_eq!(v["duplicated"]["count"], 1, "{v}");
+    assert_eq!(v["duplicated"]["examples"][0], "id=15");
     assert_eq!(v["pending"], 2, "rows 30 and 5000 are the next run's: {v}");
     assert!(v["keys_transferred"].as_u64().unwrap() < 3000, "{v}");
 

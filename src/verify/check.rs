@@ -32,6 +32,8 @@ pub struct Verdict {
     pub only_redshift: Drift,
     /// Rows on both sides whose content differs, not pending.
     pub differ: Drift,
+    /// Keys Redshift holds more than once (a row loaded twice).
+    pub duplicated: Drift,
     /// Rows changed after the mark (or committed late behind it): the next run loads
     /// them, so they are not drift.
     pub pending: u64,
@@ -51,7 +53,11 @@ pub struct Drift {
 
 impl Verdict {
     pub fn drift(&self) -> bool {
-        self.only_source.count + self.only_redshift.count + self.differ.count > 0
+        self.only_source.count
+            + self.only_redshift.count
+            + self.differ.count
+            + self.duplicated.count
+            > 0
     }
 }
 
@@ -193,6 +199,7 @@ pub async fn verify_table(
             Default::default()
         };
         verdict.only_redshift = keep(diff.only_redshift, &gone);
+        verdict.duplicated = keep(diff.duplicated, &Default::default());
         verdict.pending = pending;
         Ok(())
     }

@@ -63,6 +63,8 @@ pub struct KeyDiff {
     pub only_redshift: Vec<Key>,
     /// Keys on both sides whose rows differ in content (when content is compared).
     pub differ: Vec<Key>,
+    /// Keys Redshift holds more than once (it does not enforce primary keys), once each.
+    pub duplicated: Vec<Key>,
     /// Ranges summarized on each side.
     pub ranges: u64,
     /// Keys shipped from both sides (boundaries and leaf lists).
@@ -129,6 +131,7 @@ where
             diff.only_source.extend(only_a);
             diff.only_redshift.extend(only_b);
             diff.differ.extend(differ);
+            diff.duplicated.extend(repeated(&b));
         }
     }
     Ok(diff)
@@ -153,6 +156,17 @@ fn cut(range: &Range, bounds: Vec<Key>) -> Vec<Range> {
         lo,
         hi: range.hi.clone(),
     });
+    out
+}
+
+/// Keys listed more than once (lists are in key order), once each.
+fn repeated(listed: &[Listed]) -> Vec<Key> {
+    let mut out: Vec<Key> = Vec::new();
+    for pair in listed.windows(2) {
+        if pair[0].0 == pair[1].0 && out.last() != Some(&pair[0].0) {
+            out.push(pair[0].0.clone());
+        }
+    }
     out
 }
 
