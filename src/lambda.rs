@@ -306,10 +306,7 @@ impl Handler {
         let verdicts = crate::verify::check::verify_job(&self.app, &job, &event.tables, 10).await?;
         let tables: Vec<Value> = verdicts
             .iter()
-            .map(|v| match v {
-                Ok(v) => json!({"table": v.table, "ok": true, "drift": v.drift(), "verdict": v}),
-                Err(e) => json!({"table": e.table, "ok": false, "error": e.reason}),
-            })
+            .map(crate::verify::check::outcome_json)
             .collect();
         let drift = verdicts
             .iter()

@@ -60,8 +60,7 @@ async fn events_job(w: &World, name: &str, extra: &str) -> Job {
     let yaml = w
         .job_yaml(name, "  - source: public.events\n")
         .replace("frequency: 300\n", &format!("frequency: 300\n{extra}"));
-    let job = Job::parse(&yaml, redshift_loader::config::Format::Yaml).unwrap();
-    w.app.store.put_job(&job, None, Utc::now()).await.unwrap();
+    let job = w.apply_yaml(&yaml).await;
     setup_job(w, &job).await;
     job
 }

@@ -33,6 +33,30 @@ async fn source_ids(w: &World, table: &str) -> BTreeSet<i64> {
         .collect()
 }
 
+/// `tickets` (ids 1 to 100) at the source, a job reconciling it on every run, set up and
+/// loaded once.
+async fn tickets_loaded(w: &World, name: &str) -> redshift_loader::config::Job {
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE tickets (id bigint PRIMARY KEY, note text NOT NULL);
+             INSERT INTO tickets SELECT g, 'ticket ' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            name,
+            "  - source: public.tickets\n    copy_mode: INSERT_ONLY\n    deletes: reconcile\n    reconcile_every: 0\n",
+        )
+        .await;
+    setup_job(w, &job).await;
+    ok(&sync::run(&w.app, &job, &options("first"), TIMING)
+        .await
+        .unwrap()[0]);
+    job
+}
+
 fn options(id: &str) -> Options {
     Options {
         run_id: id.into(),
@@ -77,13 +101,7 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
              \x20 - source: public.codes\n    copy_mode: INSERT_ONLY\n",
         )
         .replace("frequency: 300\n", "frequency: 300\ndeletes: reconcile\nreconcile_every: 0\n");
-    let job =
-        redshift_loader::config::Job::parse(&yaml, redshift_loader::config::Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    let job = w.apply_yaml(&yaml).await;
     setup_job(&w, &job).await;
     let first = sync::run(&w.app, &job, &options("first"), TIMING)
         .await
@@ -227,18 +245,12 @@ async fn rows_written_while_runs_reconcile_are_never_deleted() {
         )
         .await
         .unwrap();
-    let yaml = w
-        .job_yaml(
+    let job = w
+        .apply(
             "hammered",
             "  - source: public.feed\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n    deletes: reconcile\n    reconcile_every: 0\n",
-        );
-    let job =
-        redshift_loader::config::Job::parse(&yaml, redshift_loader::config::Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+        )
+        .await;
     setup_job(&w, &job).await;
     let stop = Arc::new(AtomicBool::new(false));
     let writer = tokio::spawn(hammer(w.source_url(), stop.clone()));
@@ -336,24 +348,7 @@ impl sync::Observer for TakeOverWhileComparing {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_lost_its_lease_while_comparing_deletes_nothing() {
     let w = Arc::new(World::new().await);
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE tickets (id bigint PRIMARY KEY, note text NOT NULL);
-             INSERT INTO tickets SELECT g, 'ticket ' || g FROM generate_series(1, 100) g;",
-        )
-        .await
-        .unwrap();
-    let job = w
-        .apply(
-            "overtaken",
-            "  - source: public.tickets\n    copy_mode: INSERT_ONLY\n    deletes: reconcile\n    reconcile_every: 0\n",
-        )
-        .await;
-    setup_job(&w, &job).await;
-    ok(&sync::run(&w.app, &job, &options("first"), TIMING)
-        .await
-        .unwrap()[0]);
+    let job = tickets_loaded(&w, "overtaken").await;
     w.source()
         .await
         .batch_execute("DELETE FROM tickets WHERE id = 50")
@@ -389,24 +384,7 @@ async fn a_run_that_lost_its_lease_while_comparing_deletes_nothing() {
 #[tokio::test]
 async fn keys_that_do_not_compare_at_all_delete_nothing() {
     let w = World::new().await;
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE tickets (id bigint PRIMARY KEY, note text NOT NULL);
-             INSERT INTO tickets SELECT g, 'ticket ' || g FROM generate_series(1, 100) g;",
-        )
-        .await
-        .unwrap();
-    let job = w
-        .apply(
-            "mismatched",
-            "  - source: public.tickets\n    copy_mode: INSERT_ONLY\n    deletes: reconcile\n    reconcile_every: 0\n",
-        )
-        .await;
-    setup_job(&w, &job).await;
-    ok(&sync::run(&w.app, &job, &options("first"), TIMING)
-        .await
-        .unwrap()[0]);
+    let job = tickets_loaded(&w, "mismatched").await;
     // As if Redshift printed every key differently: none of them is at the source.
     w.warehouse()
         .await

@@ -11,7 +11,7 @@ use redshift_loader::sync::{self, Options, Step};
 use serde_json::json;
 
 use crate::support::World;
-use crate::sync::{assert_same, ok, rows, setup_job, TIMING};
+use crate::sync::{assert_same, ok, rows, setup_job, CrashAt, TIMING};
 
 const FIFTEEN: Duration = Duration::from_secs(900);
 
@@ -221,21 +221,6 @@ async fn a_full_copy_larger_than_one_invocation_goes_on_and_replaces_once() {
         .await
         .unwrap();
     assert_eq!(progress, None, "the finished copy is forgotten");
-}
-
-/// Stops the run at one step of one chunk, as a crash there would.
-struct CrashAt {
-    step: Step,
-    chunk: u64,
-}
-
-impl sync::Observer for CrashAt {
-    fn step(&self, _: &TableRef, step: Step, chunk: u64, _: u64) -> Result<(), String> {
-        if step == self.step && chunk == self.chunk {
-            return Err("injected crash".into());
-        }
-        Ok(())
-    }
 }
 
 /// Lambda retries a crashed invocation with the same payload: a hop of a full copy that

@@ -45,9 +45,7 @@ async fn stored_job_holds_references_not_secrets() {
     let yaml = format!(
         "name: refs\nsource:\n  url_secret: prod/source\ndestination:\n  url_ssm: /prod/redshift\n  iam_role: arn:aws:iam::123456789012:role/copy\nfrequency: 300\ntables:\n{tables}"
     );
-    let job =
-        redshift_loader::config::Job::parse(&yaml, redshift_loader::config::Format::Yaml).unwrap();
-    w.app.store.put_job(&job, None, Utc::now()).await.unwrap();
+    w.apply_yaml(&yaml).await;
     let item = w
         .stack
         .moto

@@ -3,7 +3,7 @@
 //! provisioned cluster (`stl_load_errors`) and on Redshift Serverless
 //! (`sys_load_error_detail`).
 
-use redshift_loader::config::{Format, Job, TableRef};
+use redshift_loader::config::TableRef;
 use redshift_loader::sync::LAST_ERROR;
 use serde_json::Value;
 
@@ -34,12 +34,7 @@ async fn refused_price(w: &World, name: &str, serverless: bool) {
          - {{ source: public.prices, copy_mode: INSERT_ONLY, primary_key: id, column_types: {{ price: \"DECIMAL(5,2)\" }} }}\n",
         w.source_url()
     );
-    let job = Job::parse(&yaml, Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    w.apply_yaml(&yaml).await;
     let out = w.cli(&["--json", "setup", name]);
     assert!(out.status.success(), "{:?}", text(&out));
 }

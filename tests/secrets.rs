@@ -140,13 +140,7 @@ async fn password_never_reaches_logs_or_errors_when_a_connection_fails() {
         1,
     );
     assert!(yaml.contains("url_secret"), "{yaml}");
-    let job =
-        redshift_loader::config::Job::parse(&yaml, redshift_loader::config::Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    w.apply_yaml(&yaml).await;
 
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_redshift-loader"))
         .args(["setup", "leaky"])

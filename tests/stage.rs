@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::io::Read;
 
-use redshift_loader::config::{Format, Job, TableRef};
+use redshift_loader::config::{Job, TableRef};
 use redshift_loader::stage::compress::Codec;
 use redshift_loader::stage::upload::{ChunkUpload, MIN_PART_BYTES};
 use redshift_loader::sync::{self, Options};
@@ -259,12 +259,7 @@ async fn items_job(w: &World, name: &str, destination: &str) -> Job {
          - {{ source: public.items, import_chunk_size: 1000000 }}\n",
         w.source_url()
     );
-    let job = Job::parse(&yaml, Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    let job = w.apply_yaml(&yaml).await;
     setup_job(w, &job).await;
     job
 }

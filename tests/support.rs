@@ -180,7 +180,13 @@ impl World {
 
     /// Stores the job (creating it) and returns it.
     pub async fn apply(&self, name: &str, tables: &str) -> Job {
-        let job = self.job(name, tables);
+        self.apply_yaml(&self.job_yaml(name, tables)).await
+    }
+
+    /// Parses a job file (YAML), stores the job (creating it) and returns it.
+    pub async fn apply_yaml(&self, yaml: &str) -> Job {
+        let job = Job::parse(yaml, Format::Yaml)
+            .unwrap_or_else(|e| panic!("test job does not parse: {e}"));
         self.app
             .store
             .put_job(&job, None, chrono::Utc::now())

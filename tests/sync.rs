@@ -446,9 +446,9 @@ async fn a_row_committed_late_is_loaded_by_the_next_run() {
 }
 
 /// Stops the run at one step of one chunk, as a crash there would.
-struct CrashAt {
-    step: sync::Step,
-    chunk: u64,
+pub struct CrashAt {
+    pub step: sync::Step,
+    pub chunk: u64,
 }
 
 impl sync::Observer for CrashAt {

@@ -2,7 +2,7 @@
 //! the README, so the two cannot drift apart), are enough for setup and for runs in
 //! every copy mode; and the source user cannot write.
 
-use redshift_loader::config::{CopyMode, Format, Job};
+use redshift_loader::config::CopyMode;
 use redshift_loader::setup::{Decisions, DECISIONS};
 
 use crate::support::{text, World};
@@ -94,12 +94,7 @@ async fn the_readme_database_users_can_set_up_and_load_and_no_more() {
          frequency: 300\ndeletes: reconcile\nreconcile_every: 0\n\
          tables:\n  - source: public.orders\n  - source: public.later\n"
     );
-    let job = Job::parse(&yaml, Format::Yaml).unwrap();
-    w.app
-        .store
-        .put_job(&job, None, chrono::Utc::now())
-        .await
-        .unwrap();
+    w.apply_yaml(&yaml).await;
 
     let out = w.cli(&["--json", "setup", "users"]);
     let (stdout, stderr) = text(&out);

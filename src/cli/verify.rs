@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use super::render::{table, Output};
 use crate::app::App;
 use crate::config::TableRef;
-use crate::verify::check::{verify_job, Drift, Verdict};
+use crate::verify::check::{outcome_json, verify_job, Drift, Verdict};
 
 /// Exit code when drift was found (0: equal; 1: could not verify).
 pub const DRIFT: u8 = 3;
@@ -29,13 +29,7 @@ pub async fn run(
         .count();
     let code = exit_code(failed, drifted);
     if out.json {
-        let list: Vec<_> = verdicts
-            .iter()
-            .map(|v| match v {
-                Ok(v) => serde_json::json!({"ok": true, "drift": v.drift(), "verdict": v}),
-                Err(e) => serde_json::json!({"ok": false, "table": e.table, "error": e.reason}),
-            })
-            .collect();
+        let list: Vec<_> = verdicts.iter().map(outcome_json).collect();
         out.print_json(&serde_json::json!({"job": job, "tables": list, "exit_code": code}));
     } else {
         let mut t = table([

@@ -29,3 +29,22 @@ pub async fn open(db: &DbConfig) -> Result<tokio_postgres::Client, ConnectError>
         .map_err(|e| connect::connect_error(Role::Source, &db.describe(), &e))?;
     Ok(client)
 }
+
+/// Which snapshot functions the source has (by its version); the reason when it does
+/// not say.
+pub async fn snapshot_fns(
+    source: &tokio_postgres::Client,
+) -> Result<snapshot::SnapshotFns, String> {
+    let rows = source
+        .simple_query("SHOW server_version_num")
+        .await
+        .map_err(|e| crate::diagnose::explain_error(Role::Source, &e))?;
+    let version = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
+            _ => None,
+        })
+        .ok_or("the source did not tell its version (SHOW server_version_num)")?;
+    Ok(snapshot::SnapshotFns::for_version(version))
+}

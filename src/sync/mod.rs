@@ -519,7 +519,7 @@ pub async fn run(app: &App, job: &Job, options: &Options, timing: Timing) -> Res
     let (fns, files_per_chunk) = {
         let source = crate::source::open(&source_db).await?;
         let redshift = crate::warehouse::open(&destination_db).await?;
-        let fns = snapshot_fns(&source)
+        let fns = crate::source::snapshot_fns(&source)
             .await
             .map_err(|e| Error::Failed(format!("{source_at}: {e}")))?;
         // Once per run: every chunk of every table is staged as this many files.
@@ -670,22 +670,6 @@ impl<'a> std::ops::Deref for Ctx<'a> {
     fn deref(&self) -> &Shared<'a> {
         self.shared
     }
-}
-
-/// Which snapshot functions the source has.
-async fn snapshot_fns(source: &tokio_postgres::Client) -> std::result::Result<SnapshotFns, String> {
-    let rows = source
-        .simple_query("SHOW server_version_num")
-        .await
-        .map_err(|e| crate::diagnose::explain_error(Role::Source, &e))?;
-    let version = rows
-        .iter()
-        .find_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).and_then(|v| v.parse().ok()),
-            _ => None,
-        })
-        .ok_or("the source did not tell its version (SHOW server_version_num)")?;
-    Ok(SnapshotFns::for_version(version))
 }
 
 fn state_error(table: &Table) -> impl Fn(StateError) -> SyncError + '_ {

@@ -51,6 +51,16 @@ pub struct Drift {
     pub examples: Vec<String>,
 }
 
+/// One table's outcome as `verify --json` and the Lambda's result show it.
+pub fn outcome_json(v: &Result<Verdict, VerifyError>) -> serde_json::Value {
+    match v {
+        Ok(v) => {
+            serde_json::json!({"table": v.table, "ok": true, "drift": v.drift(), "verdict": v})
+        }
+        Err(e) => serde_json::json!({"table": e.table, "ok": false, "error": e.reason}),
+    }
+}
+
 impl Verdict {
     pub fn drift(&self) -> bool {
         self.only_source.count
@@ -160,9 +170,7 @@ pub async fn verify_table(
             // A full copy is the table as of its last run: the next one replaces it all.
             _ if full => Some("TRUE".to_string()),
             Some(m) => {
-                let fns = snapshot_fns(&source)
-                    .await
-                    .map_err(query(Role::Source, "reading the server version"))?;
+                let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
                 pending_condition(decisions, m, fns)
             }
             // Never loaded: every source row is for the first run.
@@ -206,15 +214,6 @@ pub async fn verify_table(
     .await;
     let _ = source.batch_execute("COMMIT").await;
     result.map(|()| verdict)
-}
-
-/// The source's snapshot functions (by its version).
-async fn snapshot_fns(
-    source: &tokio_postgres::Client,
-) -> Result<SnapshotFns, tokio_postgres::Error> {
-    let row = source.query_one("SHOW server_version_num", &[]).await?;
-    let version: String = row.get(0);
-    Ok(SnapshotFns::for_version(version.parse().unwrap_or(0)))
 }
 
 /// `col=value, col=value` for people.
