@@ -394,7 +394,10 @@ async fn keys_that_do_not_compare_at_all_delete_nothing() {
     let outcomes = sync::run(&w.app, &job, &options("second"), TIMING)
         .await
         .unwrap();
-    let error = outcomes[0].result.as_ref().unwrap_err().to_string();
+    let error = match &outcomes[0].result {
+        Err(e) => e.to_string(),
+        Ok(report) => panic!("the run succeeded: {report:?}"),
+    };
     assert!(error.contains("none of Redshift's 100 keys"), "{error}");
     assert_eq!(ids(&w, "tickets").await.len(), 100, "nothing deleted");
 }

@@ -342,12 +342,11 @@ async fn every_supported_type_round_trips_exactly() {
         .unwrap();
     let v = verdicts[0].as_ref().unwrap();
     assert!(!v.drift() && v.pending == 0, "{v:?}");
+    // All but the json column: its keys keep their written order at the source, and
+    // the emulator (jsonb underneath) sorts them, which the probe finds out.
+    assert_eq!(v.not_compared.len(), 1, "{:?}", v.not_compared);
     assert!(
-        v.not_compared.iter().all(|c| [
-            "\"r\"", "\"d\"", "\"tm\"", "\"tmtz\"", "\"j\"", "\"jb\"", "\"arr\"", "\"tarr\""
-        ]
-        .iter()
-        .any(|n| c.starts_with(n))),
+        v.not_compared[0].starts_with("\"j\" (the cluster prints a probe value as"),
         "{:?}",
         v.not_compared
     );

@@ -237,3 +237,177 @@ async fn verify_reports_each_kind_of_drift_and_not_what_the_next_run_loads() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("public.orders"), "{stderr}");
 }
+
+#[tokio::test]
+async fn floats_times_and_super_compare_in_one_form_and_a_change_in_each_is_found() {
+    let w = World::with_own_source().await;
+    let source = w.source().await;
+    // The probe text for jsonb columns is what PostgreSQL prints for it.
+    let printed = source
+        .query_one(
+            "SELECT $1::text::jsonb::text",
+            &[&redshift_loader::verify::content::PROBE_JSONB],
+        )
+        .await
+        .unwrap()
+        .get::<_, String>(0);
+    assert_eq!(printed, redshift_loader::verify::content::PROBE_JSONB);
+    source
+        .batch_execute(
+            r#"SET TimeZone = 'America/St_Johns';
+               CREATE TABLE readings (id bigint PRIMARY KEY, r real, d double precision,
+                                      tm time, tz timetz, doc jsonb, tags text[]);
+               INSERT INTO readings SELECT g, g / 7.0, g / 3.0 + 1e-12 * g, '00:00:01.5'::time + g * interval '1 second',
+                                           '23:30:00.25-03:30'::timetz + g * interval '1 minute',
+                                           jsonb_build_object('n', g, 'price', g * 1.50, 'label', 'item "' || g || '" é', 'deep', jsonb_build_array(g, NULL, true)),
+                                           ARRAY['a b', NULL, 'c"' || g]
+                                    FROM generate_series(1, 200) g;"#,
+        )
+        .await
+        .unwrap();
+    let job = w.apply("kinds", "  - source: public.readings\n").await;
+    crate::sync::setup_job(&w, &job).await;
+    crate::sync::run(&w, &job).await;
+    let verify = || redshift_loader::verify::check::verify_job(&w.app, &job, &[], 10);
+    let verdicts = verify().await.unwrap();
+    let v = verdicts[0].as_ref().unwrap();
+    assert!(!v.drift(), "{v:?}");
+    assert!(v.not_compared.is_empty(), "{:?}", v.not_compared);
+
+    // One change per type, each below what a careless text form would show: a double
+    // in its 12th digit, a real in its 6th, a microsecond, a JSON number, an
+    // array element.
+    w.warehouse()
+        .await
+        .batch_execute(
+            r#"UPDATE analytics.readings SET d = d + 1e-10 WHERE id = 11;
+               UPDATE analytics.readings SET r = r * 1.00001 WHERE id = 22;
+               UPDATE analytics.readings SET tm = tm + interval '1 microsecond' WHERE id = 33;
+               UPDATE analytics.readings SET tz = tz + interval '1 microsecond' WHERE id = 44;
+               UPDATE analytics.readings SET doc = JSON_PARSE('{"n": 55, "deep": [55, null, true], "label": "item \"55\" é", "price": 82.51}') WHERE id = 55;
+               UPDATE analytics.readings SET tags = JSON_PARSE('["a b",null,"c\"67"]') WHERE id = 66;"#,
+        )
+        .await
+        .unwrap();
+    let verdicts = verify().await.unwrap();
+    let v = verdicts[0].as_ref().unwrap();
+    let mut found = v.differ.examples.clone();
+    found.sort();
+    assert_eq!(
+        found,
+        ["id=11", "id=22", "id=33", "id=44", "id=55", "id=66"],
+        "{v:?}"
+    );
+    assert_eq!(v.differ.count, 6, "{v:?}");
+}
+
+/// The table's decisions and mark, as `verify` reads them.
+async fn stored(
+    w: &World,
+    job: &Job,
+) -> (
+    redshift_loader::setup::Decisions,
+    Option<redshift_loader::sync::Mark>,
+) {
+    let table = &job.tables[0];
+    let doc = |attribute| {
+        w.app
+            .store
+            .get_table_document(&job.name, &table.source, attribute)
+    };
+    let decisions = serde_json::from_value(
+        doc(redshift_loader::setup::DECISIONS)
+            .await
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    let mark = doc(redshift_loader::sync::MARK)
+        .await
+        .unwrap()
+        .map(|m| serde_json::from_value(m).unwrap());
+    (decisions, mark)
+}
+
+#[tokio::test]
+async fn a_run_that_commits_while_verify_compares_is_not_drift() {
+    let w = World::with_own_source().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE notes (id bigint PRIMARY KEY, body text, updated_at timestamptz NOT NULL);
+             CREATE INDEX ON notes (updated_at, id);
+             INSERT INTO notes SELECT g, 'note ' || g, now() - interval '1 day' FROM generate_series(1, 500) g;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "busy",
+            "  - source: public.notes\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n",
+        )
+        .await;
+    crate::sync::setup_job(&w, &job).await;
+    crate::sync::run(&w, &job).await;
+    let (source_db, destination_db) = (
+        w.app.source(&job).await.unwrap(),
+        w.app.destination(&job).await.unwrap(),
+    );
+
+    // verify reads the mark and takes its snapshots; then rows change at the source and
+    // a run loads them and commits, all before verify compares.
+    let (decisions, mark) = stored(&w, &job).await;
+    let prepared = redshift_loader::verify::check::prepare(
+        &source_db,
+        &destination_db,
+        &job.tables[0],
+        &decisions,
+    )
+    .await
+    .unwrap();
+    w.source()
+        .await
+        .batch_execute(
+            "UPDATE notes SET body = 'edited', updated_at = now() WHERE id IN (7, 8);
+             INSERT INTO notes VALUES (501, 'new', now());",
+        )
+        .await
+        .unwrap();
+    crate::sync::run(&w, &job).await;
+    let v = prepared
+        .finish(&decisions, mark.as_ref(), 10)
+        .await
+        .unwrap();
+    assert!(!v.drift(), "the run's rows are no drift: {v:?}");
+
+    // A row changed after the mark was read but before the snapshots: Redshift lacks
+    // it, the source has it, and the mark verify read calls it pending, though a run
+    // loads it before verify compares.
+    let (decisions, mark) = stored(&w, &job).await;
+    w.source()
+        .await
+        .batch_execute("UPDATE notes SET body = 'again', updated_at = now() WHERE id = 9")
+        .await
+        .unwrap();
+    let prepared = redshift_loader::verify::check::prepare(
+        &source_db,
+        &destination_db,
+        &job.tables[0],
+        &decisions,
+    )
+    .await
+    .unwrap();
+    crate::sync::run(&w, &job).await;
+    let v = prepared
+        .finish(&decisions, mark.as_ref(), 10)
+        .await
+        .unwrap();
+    assert!(!v.drift() && v.pending == 1, "row 9 is pending: {v:?}");
+
+    // And the next verify sees the table equal as well.
+    let verdicts = redshift_loader::verify::check::verify_job(&w.app, &job, &[], 10)
+        .await
+        .unwrap();
+    let v = verdicts[0].as_ref().unwrap();
+    assert!(!v.drift() && v.pending == 0, "{v:?}");
+}

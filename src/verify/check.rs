@@ -88,16 +88,41 @@ pub async fn verify_table(
     mark: Option<&Mark>,
     examples: usize,
 ) -> Result<Verdict, VerifyError> {
+    prepare(source_db, destination_db, table, decisions)
+        .await?
+        .finish(decisions, mark, examples)
+        .await
+}
+
+/// A table's comparison with both snapshots taken: Redshift's first, then the
+/// source's. With the mark read before both, every row Redshift holds was loaded from
+/// a source snapshot no later than the comparison's, and every change the comparison
+/// sees at the source that Redshift lacks is one the mark calls pending (a run that
+/// commits after the mark was read only moves the mark forward, which shrinks what is
+/// pending). Taken the other way round, a run committing between the two snapshots
+/// would show its rows in Redshift newer than at the source: drift that is not there.
+pub struct Prepared<'a> {
+    table: &'a Table,
+    source: tokio_postgres::Client,
+    redshift: tokio_postgres::Client,
+    pg: super::sql::KeyTable,
+    rs: super::sql::KeyTable,
+    verdict: Verdict,
+}
+
+/// Opens both sides of `table`'s comparison: connects, checks that the cluster prints
+/// the probed types as the source's canonical form does, and takes the snapshots
+/// (Redshift's, then the source's). Read the table's mark before calling it.
+pub async fn prepare<'a>(
+    source_db: &crate::secrets::DbConfig,
+    destination_db: &crate::secrets::DbConfig,
+    table: &'a Table,
+    decisions: &Decisions,
+) -> Result<Prepared<'a>, VerifyError> {
     let fail = |reason: String| VerifyError {
         table: table.source.clone(),
         reason,
     };
-    let source = crate::source::open(source_db)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
-    let redshift = crate::warehouse::open(destination_db)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
     let query = |role: Role, doing: &'static str| {
         move |e: tokio_postgres::Error| VerifyError {
             table: table.source.clone(),
@@ -107,6 +132,22 @@ pub async fn verify_table(
             ),
         }
     };
+    let source = crate::source::open(source_db)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let redshift = crate::warehouse::open(destination_db)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    // Floats print to 6 / 15 significant digits on both sides.
+    const FLOATS: &str = "SET extra_float_digits TO 0";
+    source
+        .batch_execute(FLOATS)
+        .await
+        .map_err(query(Role::Source, "setting the float format"))?;
+    redshift
+        .batch_execute(FLOATS)
+        .await
+        .map_err(query(Role::Destination, "setting the float format"))?;
     let schema = crate::source::schema::introspect(&source, &table.source, &table.column_casts)
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -117,103 +158,217 @@ pub async fn verify_table(
         table: table.source.to_string(),
         ..Verdict::default()
     };
-    let (mut pg_content, mut rs_content) = (Vec::new(), Vec::new());
+    let mut compared = Vec::new();
     for c in &live {
         match canonical(c) {
-            Canonical::Compared { source, redshift } => {
-                pg_content.push(source);
-                rs_content.push(redshift);
-            }
+            Canonical::Compared {
+                source,
+                redshift,
+                probe,
+            } => compared.push((c, source, redshift, probe)),
             Canonical::NotCompared(why) => verdict
                 .not_compared
                 .push(format!("{} ({why})", crate::quote::ident(&c.name))),
         }
     }
+    let probes: Vec<(usize, &(String, String))> = compared
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (_, _, _, probe))| probe.iter().map(move |p| (i, p)))
+        .collect();
+    let mut differs = std::collections::BTreeMap::new();
+    if !probes.is_empty() {
+        let select = |side: fn(&(String, String)) -> &String| {
+            format!(
+                "SELECT {}",
+                probes
+                    .iter()
+                    .map(|(_, p)| side(p).as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let at_source = one_row(&source, &select(|p| &p.0))
+            .await
+            .map_err(query(Role::Source, "printing the probe values"))?;
+        let in_redshift = one_row(&redshift, &select(|p| &p.1))
+            .await
+            .map_err(query(Role::Destination, "printing the probe values"))?;
+        for (((i, _), want), got) in probes.iter().zip(&at_source).zip(&in_redshift) {
+            if want != got {
+                differs.entry(*i).or_insert_with(|| {
+                    format!(
+                        "the cluster prints a probe value as {} where the source's canonical form is {}",
+                        got.as_deref().unwrap_or("NULL"),
+                        want.as_deref().unwrap_or("NULL")
+                    )
+                });
+            }
+        }
+    }
+    let (mut pg_content, mut rs_content) = (Vec::new(), Vec::new());
+    for (i, (c, source, redshift, _)) in compared.into_iter().enumerate() {
+        match differs.remove(&i) {
+            Some(why) => verdict
+                .not_compared
+                .push(format!("{} ({why})", crate::quote::ident(&c.name))),
+            None => {
+                pg_content.push(source);
+                rs_content.push(redshift);
+            }
+        }
+    }
     pg.content = row_text(Dialect::Postgres, &pg_content);
     rs.content = row_text(Dialect::Redshift, &rs_content);
 
-    // One snapshot for the comparison and the pending test.
+    // Redshift's snapshot first (a read-only transaction's snapshot is taken by its
+    // first read of a table), then the source's.
+    redshift
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY; SELECT 1 FROM {} LIMIT 1",
+            rs.table
+        ))
+        .await
+        .map_err(query(Role::Destination, "starting the comparison"))?;
     source
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SELECT 1 FROM {} LIMIT 1",
+            pg.table
+        ))
         .await
         .map_err(query(Role::Source, "starting the comparison"))?;
-    let result = async {
-        let src = Db {
-            client: &source,
-            table: pg.clone(),
-            role: Role::Source,
-        };
-        let dst = Db {
-            client: &redshift,
-            table: rs,
-            role: Role::Destination,
-        };
-        let diff: KeyDiff = compare(
-            &src,
-            &dst,
-            &crate::verify::sql::Range::default(),
-            Tuning::default(),
-        )
-        .await
-        .map_err(|e| VerifyError {
+    Ok(Prepared {
+        table,
+        source,
+        redshift,
+        pg,
+        rs,
+        verdict,
+    })
+}
+
+/// The one row of `sql`, each value as text.
+async fn one_row(
+    client: &tokio_postgres::Client,
+    sql: &str,
+) -> Result<Vec<Option<String>>, tokio_postgres::Error> {
+    for m in client.simple_query(sql).await? {
+        if let tokio_postgres::SimpleQueryMessage::Row(r) = m {
+            return Ok((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+impl Prepared<'_> {
+    /// Compares the two snapshots, and tells pending rows apart with `mark` (read
+    /// before [`prepare`]).
+    pub async fn finish(
+        self,
+        decisions: &Decisions,
+        mark: Option<&Mark>,
+        examples: usize,
+    ) -> Result<Verdict, VerifyError> {
+        let Prepared {
+            table,
+            source,
+            redshift,
+            pg,
+            rs,
+            mut verdict,
+        } = self;
+        let fail = |reason: String| VerifyError {
             table: table.source.clone(),
-            reason: format!(
-                "comparing on the {} failed: {}",
-                e.role,
-                crate::diagnose::explain_error(e.role, &e.error)
-            ),
-        })?;
-        verdict.ranges = diff.ranges;
-        verdict.keys_transferred = diff.keys_transferred;
-        let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
-        let pending_sql = match mark {
-            // A full copy is the table as of its last run: the next one replaces it all.
-            _ if full => Some("TRUE".to_string()),
-            Some(m) => {
-                let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
-                pending_condition(decisions, m, fns)
-            }
-            // Never loaded: every source row is for the first run.
-            None => Some("TRUE".to_string()),
+            reason,
         };
-        let mut pending = 0;
-        let mut keep = |keys: Vec<Key>, pending_keys: &std::collections::HashSet<Key>| {
-            let mut d = Drift::default();
-            for k in keys {
-                if pending_keys.contains(&k) {
-                    pending += 1;
-                } else {
-                    d.count += 1;
-                    if d.examples.len() < examples {
-                        d.examples.push(describe(&pg.columns, &k));
+        let query = |role: Role, doing: &'static str| {
+            move |e: tokio_postgres::Error| VerifyError {
+                table: table.source.clone(),
+                reason: format!(
+                    "{doing} on the {role} failed: {}",
+                    crate::diagnose::explain_error(role, &e)
+                ),
+            }
+        };
+        let result = async {
+            let src = Db {
+                client: &source,
+                table: pg.clone(),
+                role: Role::Source,
+            };
+            let dst = Db {
+                client: &redshift,
+                table: rs,
+                role: Role::Destination,
+            };
+            let diff: KeyDiff = compare(
+                &src,
+                &dst,
+                &crate::verify::sql::Range::default(),
+                Tuning::default(),
+            )
+            .await
+            .map_err(|e| VerifyError {
+                table: table.source.clone(),
+                reason: format!(
+                    "comparing on the {} failed: {}",
+                    e.role,
+                    crate::diagnose::explain_error(e.role, &e.error)
+                ),
+            })?;
+            verdict.ranges = diff.ranges;
+            verdict.keys_transferred = diff.keys_transferred;
+            let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
+            let pending_sql = match mark {
+                // A full copy is the table as of its last run: the next one replaces it all.
+                _ if full => Some("TRUE".to_string()),
+                Some(m) => {
+                    let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
+                    pending_condition(decisions, m, fns)
+                }
+                // Never loaded: every source row is for the first run.
+                None => Some("TRUE".to_string()),
+            };
+            let mut pending = 0;
+            let mut keep = |keys: Vec<Key>, pending_keys: &std::collections::HashSet<Key>| {
+                let mut d = Drift::default();
+                for k in keys {
+                    if pending_keys.contains(&k) {
+                        pending += 1;
+                    } else {
+                        d.count += 1;
+                        if d.examples.len() < examples {
+                            d.examples.push(describe(&pg.columns, &k));
+                        }
                     }
                 }
-            }
-            d
-        };
-        let mut changed: Vec<Key> = diff.only_source.clone();
-        changed.extend(diff.differ.iter().cloned());
-        let pending_keys = match &pending_sql {
-            Some(condition) => pending_among(&source, &pg, condition, &changed)
-                .await
-                .map_err(query(Role::Source, "telling pending rows apart"))?,
-            None => Default::default(),
-        };
-        verdict.only_source = keep(diff.only_source, &pending_keys);
-        verdict.differ = keep(diff.differ, &pending_keys);
-        let gone: std::collections::HashSet<Key> = if full {
-            diff.only_redshift.iter().cloned().collect()
-        } else {
-            Default::default()
-        };
-        verdict.only_redshift = keep(diff.only_redshift, &gone);
-        verdict.duplicated = keep(diff.duplicated, &Default::default());
-        verdict.pending = pending;
-        Ok(())
+                d
+            };
+            let mut changed: Vec<Key> = diff.only_source.clone();
+            changed.extend(diff.differ.iter().cloned());
+            let pending_keys = match &pending_sql {
+                Some(condition) => pending_among(&source, &pg, condition, &changed)
+                    .await
+                    .map_err(query(Role::Source, "telling pending rows apart"))?,
+                None => Default::default(),
+            };
+            verdict.only_source = keep(diff.only_source, &pending_keys);
+            verdict.differ = keep(diff.differ, &pending_keys);
+            let gone: std::collections::HashSet<Key> = if full {
+                diff.only_redshift.iter().cloned().collect()
+            } else {
+                Default::default()
+            };
+            verdict.only_redshift = keep(diff.only_redshift, &gone);
+            verdict.duplicated = keep(diff.duplicated, &Default::default());
+            verdict.pending = pending;
+            Ok(())
+        }
+        .await;
+        let _ = source.batch_execute("COMMIT").await;
+        let _ = redshift.batch_execute("COMMIT").await;
+        result.map(|()| verdict)
     }
-    .await;
-    let _ = source.batch_execute("COMMIT").await;
-    result.map(|()| verdict)
 }
 
 /// `col=value, col=value` for people.

@@ -9,15 +9,21 @@
 //! |---|---|
 //! | SMALLINT, INTEGER, BIGINT | the number |
 //! | DECIMAL(p,s) | the number with `s` decimals (the source value cast to `numeric(p,s)`, as COPY rounds it) |
+//! | REAL, DOUBLE PRECISION | the number to 6 / 15 significant digits: both print `%.6g` / `%.15g` with `extra_float_digits` 0, which verify sets on both sessions |
 //! | BOOLEAN | `t` / `f` |
 //! | VARCHAR, CHAR | the text as loaded (the source's output form), trailing blanks not compared |
 //! | DATE, TIMESTAMP | `TO_CHAR` to the microsecond, with the era |
 //! | TIMESTAMPTZ | the same, in UTC |
+//! | TIME, TIMETZ | `TO_CHAR` of `DATE '2000-01-01' + value` (both databases' date + time operator) to the microsecond; TIMETZ in UTC |
+//! | SUPER | the JSON text, compact: the source's text with the blanks between tokens removed, `JSON_SERIALIZE` in Redshift; JSON `null` and NULL alike |
 //! | VARBYTE | lower-case hex (an empty value is NULL, as it loads) |
 //!
-//! REAL, DOUBLE PRECISION, TIME, TIMETZ and SUPER are not compared: their text forms
-//! differ between the two databases (float digits, JSON spacing and key order), so a
-//! comparison would report equal values as changed. They are named in the report.
+//! Floats and SUPER depend on how the cluster prints them, which the Redshift docs do
+//! not pin down to the character (JSON key order and number spelling). So each such
+//! column comes with a [`Probe`]: the same canonical expressions applied to fixed
+//! values on both sides before the comparison. A column whose probe comes back
+//! different is not compared, and the report names it with both texts, instead of
+//! reporting every row as changed.
 //! A NULL is `~`, any value `len:text`, columns joined by `|`.
 
 use super::sql::{tagged, Dialect};
@@ -28,30 +34,151 @@ use crate::warehouse::types::Load;
 /// A column's canonical text on each side, or why it is not compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Canonical {
-    Compared { source: String, redshift: String },
+    Compared {
+        source: String,
+        redshift: String,
+        /// Fixed values to print on both sides first, for types the cluster prints its
+        /// own way: `(source expression, Redshift expression)` per value.
+        probe: Vec<(String, String)>,
+    },
     NotCompared(&'static str),
 }
 
 const TIME_FORMAT: &str = "'YYYY-MM-DD HH24:MI:SS.US BC'";
+const TIME_OF_DAY: &str = "'HH24:MI:SS.US'";
+
+/// JSON as `jsonb` prints it (keys sorted, `, ` and `: `): what the loader sends for a
+/// jsonb column. A test checks PostgreSQL prints it back unchanged.
+pub const PROBE_JSONB: &str =
+    r#"{"a": [1, -0.001, 1.50, 100, true, null, "x \"y\" \\ é\n\t"], "b": {"c": []}}"#;
+/// JSON as `to_json` prints an array.
+pub const PROBE_ARRAY: &str = r#"[1,null,"x \"y\" é",[2,3]]"#;
+/// JSON as a `json` column may hold it: keys unsorted, irregular blanks.
+pub const PROBE_JSON: &str = r#"{"b":2, "a" : [1.0, 2E1, "é"]}"#;
+const PROBE_DOUBLE: &[&str] = &[
+    "0.1",
+    "-2.5e-07",
+    "1e+300",
+    "123456789.123456789",
+    "0.3333333333333333",
+];
+const PROBE_REAL: &[&str] = &["0.1", "-2.5e-07", "3.4e+38", "123456.7"];
 
 /// The canonical text of one planned column.
 pub fn canonical(c: &PlannedColumn) -> Canonical {
-    let sel = format!("({})", c.select);
-    let col = quote::ident(&c.name);
+    let Some((source, redshift)) = forms(c, &format!("({})", c.select), &quote::ident(&c.name))
+    else {
+        return Canonical::NotCompared(not_compared(c));
+    };
+    let values: Vec<(String, String)> = match family(c) {
+        Some(Family::Real) => PROBE_REAL
+            .iter()
+            .map(|v| {
+                (
+                    format!("{}::float4", quote::pg_literal(v)),
+                    format!("CAST({} AS REAL)", quote::literal(v)),
+                )
+            })
+            .collect(),
+        Some(Family::Double) => PROBE_DOUBLE
+            .iter()
+            .map(|v| {
+                (
+                    format!("{}::float8", quote::pg_literal(v)),
+                    format!("CAST({} AS DOUBLE PRECISION)", quote::literal(v)),
+                )
+            })
+            .collect(),
+        Some(Family::Super) => {
+            let json = if c.source_type.eq_ignore_ascii_case("jsonb") {
+                PROBE_JSONB
+            } else if c.source_type.ends_with(']') {
+                PROBE_ARRAY
+            } else {
+                PROBE_JSON
+            };
+            vec![(
+                quote::pg_literal(json),
+                format!("JSON_PARSE({})", quote::literal(json)),
+            )]
+        }
+        _ => Vec::new(),
+    };
+    let probe = values
+        .iter()
+        .filter_map(|(sel, col)| forms(c, &format!("({sel})"), col))
+        .collect();
+    Canonical::Compared {
+        source,
+        redshift,
+        probe,
+    }
+}
+
+/// The types printed by the cluster's own rules, probed before comparing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Family {
+    Real,
+    Double,
+    Super,
+}
+
+fn base(c: &PlannedColumn) -> String {
     let upper = c.redshift_type.to_ascii_uppercase();
-    let base = upper.split('(').next().unwrap_or_default().trim();
-    let both = |source: String, redshift: String| Canonical::Compared { source, redshift };
-    match (base, c.load) {
+    upper
+        .split('(')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn family(c: &PlannedColumn) -> Option<Family> {
+    match base(c).as_str() {
+        "REAL" | "FLOAT4" => Some(Family::Real),
+        "DOUBLE PRECISION" | "FLOAT8" | "FLOAT" => Some(Family::Double),
+        "SUPER" => Some(Family::Super),
+        _ => None,
+    }
+}
+
+fn not_compared(c: &PlannedColumn) -> &'static str {
+    match base(c).as_str() {
+        "DECIMAL" | "NUMERIC" => "DECIMAL without precision and scale",
+        _ => "no canonical form for this type",
+    }
+}
+
+/// Removes the blanks between JSON tokens (not those inside strings), in PostgreSQL.
+fn compact_json(text: &str) -> String {
+    format!(r#"regexp_replace({text}, E'("(?:[^"\\\\]|\\\\.)*")|[ \\t\\n\\r]+', E'\\1', 'g')"#)
+}
+
+/// The canonical expressions of column `c` with its source value `sel` and its Redshift
+/// value `col`; `None` when the type has none.
+fn forms(c: &PlannedColumn, sel: &str, col: &str) -> Option<(String, String)> {
+    let upper = c.redshift_type.to_ascii_uppercase();
+    let both = |source: String, redshift: String| Some((source, redshift));
+    match (base(c).as_str(), c.load) {
         ("SMALLINT" | "INTEGER" | "BIGINT" | "INT2" | "INT4" | "INT8" | "INT", _) => {
             both(format!("{sel}::text"), format!("CAST({col} AS VARCHAR)"))
         }
-        ("DECIMAL" | "NUMERIC", _) => match decimal(&upper) {
-            Some((p, s)) => both(
+        ("DECIMAL" | "NUMERIC", _) => {
+            let (p, s) = decimal(&upper)?;
+            both(
                 format!("({sel}::numeric({p},{s}))::text"),
                 format!("CAST({col} AS VARCHAR)"),
-            ),
-            None => Canonical::NotCompared("DECIMAL without precision and scale"),
-        },
+            )
+        }
+        // Both print with extra_float_digits 0 (set by verify on each session).
+        ("REAL" | "FLOAT4", _) => both(
+            format!("({sel}::float4)::text"),
+            format!("CAST({col} AS VARCHAR)"),
+        ),
+        ("DOUBLE PRECISION" | "FLOAT8" | "FLOAT", _) => both(
+            format!("({sel}::float8)::text"),
+            format!("CAST({col} AS VARCHAR)"),
+        ),
         ("BOOLEAN" | "BOOL", _) => both(
             format!("CASE WHEN {sel} THEN 't' WHEN NOT {sel} THEN 'f' END"),
             format!("CASE WHEN {col} THEN 't' WHEN NOT {col} THEN 'f' END"),
@@ -77,6 +204,22 @@ pub fn canonical(c: &PlannedColumn) -> Canonical {
             format!("TO_CHAR({sel}::timestamptz AT TIME ZONE 'UTC', {TIME_FORMAT})"),
             format!("TO_CHAR({col} AT TIME ZONE 'UTC', {TIME_FORMAT})"),
         ),
+        ("TIME", _) => both(
+            format!("TO_CHAR(DATE '2000-01-01' + {sel}::time, {TIME_OF_DAY})"),
+            format!("TO_CHAR(DATE '2000-01-01' + {col}, {TIME_OF_DAY})"),
+        ),
+        ("TIMETZ", _) => both(
+            format!(
+                "TO_CHAR((DATE '2000-01-01' + {sel}::timetz) AT TIME ZONE 'UTC', {TIME_OF_DAY})"
+            ),
+            format!("TO_CHAR((DATE '2000-01-01' + {col}) AT TIME ZONE 'UTC', {TIME_OF_DAY})"),
+        ),
+        ("SUPER", Load::Json { .. }) => both(
+            // The extract sends the JSON as text; JSON null and NULL compare alike
+            // (JSON_SERIALIZE prints both as `null`).
+            format!("NULLIF({}, 'null')", compact_json(&format!("{sel}::text"))),
+            format!("NULLIF(JSON_SERIALIZE({col}), 'null')"),
+        ),
         ("VARBYTE" | "VARBINARY" | "BINARY VARYING", Load::Hex { .. }) => {
             // An empty value loads as NULL (an empty CSV field), as the loader counts.
             both(
@@ -84,16 +227,7 @@ pub fn canonical(c: &PlannedColumn) -> Canonical {
                 format!("LOWER(TO_HEX({col}))"),
             )
         }
-        ("REAL" | "FLOAT4" | "DOUBLE PRECISION" | "FLOAT8" | "FLOAT", _) => {
-            Canonical::NotCompared("floating point prints differently in each database")
-        }
-        ("TIME" | "TIMETZ", _) => {
-            Canonical::NotCompared("time of day prints differently in each database")
-        }
-        ("SUPER", _) => {
-            Canonical::NotCompared("JSON spacing and key order differ between the databases")
-        }
-        _ => Canonical::NotCompared("no canonical form for this type"),
+        _ => None,
     }
 }
 
@@ -150,6 +284,7 @@ mod tests {
             Canonical::Compared {
                 source: "((\"amount\")::numeric(12,2))::text".into(),
                 redshift: "CAST(\"amount\" AS VARCHAR)".into(),
+                probe: Vec::new(),
             }
         );
         let c = canonical(&column(
@@ -163,6 +298,7 @@ mod tests {
             Canonical::Compared {
                 source: "CASE WHEN (\"code\") IS NULL THEN NULL ELSE RTRIM(format('%s', (\"code\"))) END".into(),
                 redshift: "RTRIM(\"code\")".into(),
+                probe: Vec::new(),
             }
         );
         let c = canonical(&column(
@@ -175,19 +311,54 @@ mod tests {
             matches!(&c, Canonical::Compared { redshift, .. } if redshift.contains("AT TIME ZONE 'UTC'")),
             "{c:?}"
         );
-        assert!(matches!(
-            canonical(&column(
-                "x",
-                "double precision",
-                "DOUBLE PRECISION",
-                Load::Plain
-            )),
-            Canonical::NotCompared(_)
-        ));
-        assert!(matches!(
-            canonical(&column("j", "jsonb", "SUPER", Load::Json { max_bytes: 10 })),
-            Canonical::NotCompared(_)
-        ));
+        // Floats and SUPER come with probe values printed the same way on both sides.
+        let Canonical::Compared {
+            source,
+            redshift,
+            probe,
+        } = canonical(&column(
+            "x",
+            "double precision",
+            "DOUBLE PRECISION",
+            Load::Plain,
+        ))
+        else {
+            panic!("doubles are compared")
+        };
+        assert_eq!(source, "((\"x\")::float8)::text");
+        assert_eq!(redshift, "CAST(\"x\" AS VARCHAR)");
+        assert_eq!(
+            probe[0],
+            (
+                "(('0.1'::float8)::float8)::text".to_string(),
+                "CAST(CAST('0.1' AS DOUBLE PRECISION) AS VARCHAR)".to_string()
+            )
+        );
+        let Canonical::Compared {
+            redshift, probe, ..
+        } = canonical(&column("j", "jsonb", "SUPER", Load::Json { max_bytes: 10 }))
+        else {
+            panic!("SUPER is compared")
+        };
+        assert_eq!(redshift, "NULLIF(JSON_SERIALIZE(\"j\"), 'null')");
+        assert_eq!(probe.len(), 1);
+        assert!(
+            probe[0].1.contains("JSON_PARSE('{\"a\": [1, -0.001"),
+            "{probe:?}"
+        );
+        let Canonical::Compared { source, .. } =
+            canonical(&column("t", "time with time zone", "TIMETZ", Load::Plain))
+        else {
+            panic!("TIMETZ is compared")
+        };
+        assert!(
+            source.contains("DATE '2000-01-01' + (\"t\")::timetz"),
+            "{source}"
+        );
+        assert_eq!(
+            canonical(&column("n", "numeric", "DECIMAL", Load::Plain)),
+            Canonical::NotCompared("DECIMAL without precision and scale")
+        );
         assert_eq!(decimal("DECIMAL(20,4)"), Some((20, 4)));
         assert_eq!(decimal("NUMERIC(9)"), Some((9, 0)));
     }

@@ -805,7 +805,8 @@ async fn sysdate_json_serialize_is_valid_json_and_cast_as_super() {
         d.rs.simple_query(
             "SELECT SYSDATE <= getdate() + interval '1 second', \
              json_serialize(json_parse('{\"a\": 1}')), is_valid_json('{'), is_valid_json('[1]'), \
-             json_serialize(CAST('[2]' AS SUPER))",
+             json_serialize(CAST('[2]' AS SUPER)), \
+             json_serialize(json_parse('{\"b\": [1, 2.50], \"a\": \"x  y\\\\\\\" z\"}')), json_serialize(NULL)",
         )
         .await
         .unwrap();
@@ -817,10 +818,12 @@ async fn sysdate_json_serialize_is_valid_json_and_cast_as_super() {
         got,
         vec![
             Some("t"),
-            Some("{\"a\": 1}"),
+            Some("{\"a\":1}"),
             Some("f"),
             Some("t"),
-            Some("[2]")
+            Some("[2]"),
+            Some(r#"{"a":"x  y\" z","b":[1,2.50]}"#),
+            Some("null"),
         ]
     );
 }

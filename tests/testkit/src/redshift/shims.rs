@@ -2,7 +2,8 @@
 //! connection to it, so they resolve without a schema as Redshift's do:
 //! `stl_load_errors` (or, acting as Redshift Serverless, `sys_load_error_detail` with
 //! its documented columns and no STL table), `stv_slices` (when the emulator is given a
-//! slice count), `getdate()`, `json_parse()`, `json_serialize()`,
+//! slice count), `getdate()`, `json_parse()`, `json_serialize()` (compact JSON as Redshift prints it, `null`
+//! for NULL; object keys in jsonb's order, where Redshift keeps the input's),
 //! `is_valid_json()`, and an event trigger that gives every created or altered table a
 //! row trigger applying Redshift's length rules: VARCHAR(n) counts bytes (PostgreSQL
 //! counts characters), CHAR holds single-byte characters only. The checks are installed
@@ -64,8 +65,9 @@ CREATE OR REPLACE FUNCTION public.getdate() RETURNS timestamp LANGUAGE sql STABL
   AS $f$ SELECT date_trunc('second', localtimestamp)::timestamp $f$;
 CREATE OR REPLACE FUNCTION public.json_parse(text) RETURNS jsonb LANGUAGE sql IMMUTABLE STRICT
   AS $f$ SELECT $1::jsonb $f$;
-CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sql IMMUTABLE STRICT
-  AS $f$ SELECT $1::text $f$;
+CREATE OR REPLACE FUNCTION public.json_serialize(jsonb) RETURNS text LANGUAGE sql IMMUTABLE
+  AS $f$ SELECT CASE WHEN $1 IS NULL THEN 'null'
+                     ELSE regexp_replace($1::text, E'("(?:[^"\\\\]|\\\\.)*")|[ \\t\\n\\r]+', E'\\1', 'g') END $f$;
 CREATE OR REPLACE FUNCTION public.rs_emulator_strtol(num text, base integer) RETURNS bigint LANGUAGE plpgsql IMMUTABLE STRICT
   AS $f$ DECLARE r bigint := 0; d integer; c text;
   BEGIN
