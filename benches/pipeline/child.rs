@@ -18,6 +18,19 @@ pub async fn run_cli(
     log: &Path,
     out: Option<&Path>,
 ) -> Result<ChildRun> {
+    run_cli_exiting(loader, args, env, log, out, &[]).await
+}
+
+/// [`run_cli`], where exit codes `also_ok` (besides 0) are outcomes, not failures
+/// (`verify` exits 3 when it finds drift).
+pub async fn run_cli_exiting(
+    loader: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    log: &Path,
+    out: Option<&Path>,
+    also_ok: &[i32],
+) -> Result<ChildRun> {
     let stderr = std::fs::File::create(log).with_context(|| format!("creating {log:?}"))?;
     let stdout = match out {
         Some(out) => {
@@ -36,7 +49,8 @@ pub async fn run_cli(
         .spawn()
         .context("starting redshift-loader")?;
     let run = testkit::measure::wait(child, started).await?;
-    if !run.success {
+    let exited = |code: i32| libc_exit_status(run.status) == Some(code);
+    if !run.success && !also_ok.iter().any(|c| exited(*c)) {
         let tail = std::fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = tail.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
@@ -48,4 +62,9 @@ pub async fn run_cli(
         );
     }
     Ok(run)
+}
+
+/// The exit code in a raw wait status, when the process exited (not killed).
+fn libc_exit_status(status: i32) -> Option<i32> {
+    (status & 0x7f == 0).then_some((status >> 8) & 0xff)
 }

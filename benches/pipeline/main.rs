@@ -467,7 +467,7 @@ async fn pipeline(
     Ok((source_bytes, staged))
 }
 
-/// `verify`'s key comparison and `deletes: reconcile` on the big table (loaded and
+/// `verify` (keys and content) and `deletes: reconcile` on the big table (loaded and
 /// updated above), with 0 and then 100 rows deleted at the source: time, and keys
 /// shipped against the table's rows.
 async fn deletes(
@@ -477,58 +477,43 @@ async fn deletes(
     verified: &mut Vec<String>,
 ) -> Result<()> {
     step(&format!(
-        "deletes: key comparison and reconcile on {} rows, 0 and 100 deleted",
+        "deletes: verify and reconcile on {} rows, 0 and 100 deleted",
         opts.rows
     ));
     let src = bench.source().await?;
-    let keys = |schema: &str| {
-        redshift_loader::verify::key_tables(
-            &TableRef::new("public", "big"),
-            &TableRef::new(schema, "big"),
-            &[redshift_loader::verify::KeyColumn {
-                source: "id",
-                pg_type: "int8",
-                redshift: "id",
-                cast: false,
-            }],
+    // `verify` as an operator runs it: keys and content, pending rows told apart.
+    let verify = |deleted: u64| async move {
+        let log = bench.logs.path().join(format!("verify_{deleted}.log"));
+        let out = bench.logs.path().join(format!("verify_{deleted}.json"));
+        let run = child::run_cli_exiting(
+            &bench.loader,
+            &["verify", "e2e1", "--json"],
+            &bench.env_with(&[]),
+            &log,
+            Some(&out),
+            &[3],
         )
-        .map_err(anyhow::Error::msg)
-    };
-    let compare = |deleted: u64| {
-        let (src, keys) = (&src, keys("e2e_1"));
-        async move {
-            let (pg, rs) = keys?;
-            let warehouse = bench.redshift().await?;
-            let started = Instant::now();
-            let diff = redshift_loader::verify::compare::compare(
-                &redshift_loader::verify::Db {
-                    client: src,
-                    table: pg,
-                    role: redshift_loader::secrets::Role::Source,
-                },
-                &redshift_loader::verify::Db {
-                    client: &warehouse,
-                    table: rs,
-                    role: redshift_loader::secrets::Role::Destination,
-                },
-                &redshift_loader::verify::sql::Range::default(),
-                redshift_loader::verify::compare::Tuning::default(),
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("comparing keys on the {:?}: {}", e.role, e.error))?;
-            let seconds = started.elapsed().as_secs_f64();
-            ensure!(
-                diff.only_redshift.len() as u64 == deleted && diff.only_source.is_empty(),
-                "expected {deleted} keys in Redshift only, found {} (and {} at the source only)",
-                diff.only_redshift.len(),
-                diff.only_source.len()
-            );
-            eprintln!(
-                "  compare, {deleted} deleted: {seconds:.2} s, {} ranges, {} keys shipped",
-                diff.ranges, diff.keys_transferred
-            );
-            Ok::<_, anyhow::Error>((seconds, diff.keys_transferred))
-        }
+        .await?;
+        let printed: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out)?)
+            .context("`verify e2e1 --json` printed no JSON")?;
+        let v = &printed["tables"][0]["verdict"];
+        let count = |kind: &str| v[kind]["count"].as_u64().unwrap_or(u64::MAX);
+        ensure!(
+            count("only_redshift") == deleted
+                && count("only_source") == 0
+                && count("differ") == 0
+                && v["not_compared"].as_array().is_some_and(Vec::is_empty),
+            "expected {deleted} rows in Redshift only and every column compared: {printed}"
+        );
+        let (ranges, shipped) = (
+            v["ranges"].as_u64().unwrap_or_default(),
+            v["keys_transferred"].as_u64().unwrap_or_default(),
+        );
+        eprintln!(
+            "  verify, {deleted} deleted: {:.2} s, {ranges} ranges, {shipped} keys shipped",
+            run.seconds
+        );
+        Ok::<_, anyhow::Error>((run, shipped))
     };
     let reconcile_job = |name: &str| -> Result<Job> {
         let yaml = format!(
@@ -558,7 +543,7 @@ async fn deletes(
             ))
             .await?;
         }
-        let (compare_seconds, shipped) = compare(deleted).await?;
+        let (verified_run, shipped) = verify(deleted).await?;
         let (run, report) = bench.run_report("e2e1", &[]).await?;
         ensure!(
             report.rows_deleted == deleted,
@@ -570,16 +555,20 @@ async fn deletes(
             "  run with reconcile, {deleted} deleted: {:.2} s, {} keys shipped",
             run.seconds, r.keys_transferred
         );
-        measures.push(Measure::new(
-            &format!("verify_keys_{deleted}"),
-            &format!(
-                "key comparison (in process), {deleted} rows deleted at the source: {shipped} keys shipped for {} rows",
-                opts.rows
-            ),
-            opts.rows,
-            0,
-            vec![compare_seconds],
-        ));
+        measures.push(
+            Measure::new(
+                &format!("verify_{deleted}"),
+                &format!(
+                    "redshift-loader verify (keys and content), {deleted} rows deleted at the source: {shipped} keys shipped for {} rows",
+                    opts.rows
+                ),
+                opts.rows,
+                0,
+                vec![verified_run.seconds],
+            )
+            .with_cpu(vec![verified_run.cpu_seconds])
+            .with_rss(vec![verified_run.peak_rss_mib]),
+        );
         measures.push(
             Measure::new(
                 &format!("reconcile_{deleted}"),
@@ -721,17 +710,6 @@ impl Bench {
             "bench",
         )?;
         Ok(redshift_loader::source::open(&db).await?)
-    }
-
-    /// A Redshift session through the emulator, as the loader opens one.
-    async fn redshift(&self) -> Result<tokio_postgres::Client> {
-        let url = self.stack.redshift_url(&self.names.warehouse_db);
-        let db = redshift_loader::secrets::parse_url(
-            redshift_loader::secrets::Role::Destination,
-            &url.into(),
-            "bench",
-        )?;
-        Ok(redshift_loader::warehouse::open(&db).await?)
     }
 
     async fn source_checksum(&self, table: &str) -> Result<String> {
