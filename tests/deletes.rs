@@ -186,9 +186,9 @@ async fn deletes_at_the_source_reach_redshift_in_both_incremental_modes() {
     assert!(out.contains("deleted"), "{out}");
 }
 
-/// Inserts, updates and deletes (some in transactions held open a while) until told
-/// to stop; returns how many of each it committed.
-async fn hammer(url: String, stop: Arc<AtomicBool>) -> (u64, u64, u64) {
+/// Inserts, updates and (with `delete`) deletes, some in transactions held open a while,
+/// in table `feed` until told to stop; returns how many of each it committed.
+pub async fn hammer(url: String, stop: Arc<AtomicBool>, delete: bool) -> (u64, u64, u64) {
     let c = testkit::pg::connect_url(&url).await.unwrap();
     let held = testkit::pg::connect_url(&url).await.unwrap();
     let (mut inserts, mut updates, mut deletes) = (0, 0, 0);
@@ -214,13 +214,15 @@ async fn hammer(url: String, stop: Arc<AtomicBool>) -> (u64, u64, u64) {
             )
             .await
             .unwrap();
-        deletes += c
-            .execute(
-                "DELETE FROM feed WHERE id IN (SELECT id FROM feed ORDER BY random() LIMIT 1)",
-                &[],
-            )
-            .await
-            .unwrap();
+        if delete {
+            deletes += c
+                .execute(
+                    "DELETE FROM feed WHERE id IN (SELECT id FROM feed ORDER BY random() LIMIT 1)",
+                    &[],
+                )
+                .await
+                .unwrap();
+        }
         if round % 5 == 4 {
             tokio::time::sleep(Duration::from_millis(30)).await;
         }
@@ -253,7 +255,7 @@ async fn rows_written_while_runs_reconcile_are_never_deleted() {
         .await;
     setup_job(&w, &job).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(hammer(w.source_url(), stop.clone()));
+    let writer = tokio::spawn(hammer(w.source_url(), stop.clone(), true));
     let mut before = ids(&w, "feed").await;
     let mut deleted = 0;
     for round in 0..12 {

@@ -411,3 +411,72 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
     let v = verdicts[0].as_ref().unwrap();
     assert!(!v.drift() && v.pending == 0, "{v:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_beside_a_busy_writer_and_a_run_after_run_finds_no_drift() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let w = World::with_own_source().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE feed (id bigserial PRIMARY KEY, v int NOT NULL,
+                                updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             CREATE INDEX ON feed (updated_at, id);
+             INSERT INTO feed (v) SELECT g FROM generate_series(1, 3000) g;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            "watched",
+            "  - source: public.feed\n    copy_mode: INSERT_AND_UPDATE\n    updated_key: updated_at\n",
+        )
+        .await;
+    crate::sync::setup_job(&w, &job).await;
+    crate::sync::run(&w, &job).await;
+    // A writer inserting and updating (a transaction held open now and then), and
+    // runs one after another, while verify compares again and again.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn(crate::deletes::hammer(w.source_url(), stop.clone(), false));
+    // Runs and verifies overlap in this task (each waits on its databases).
+    let runs = async {
+        let mut n = 0;
+        while !stop.load(Ordering::SeqCst) {
+            crate::sync::run(&w, &job).await;
+            n += 1;
+        }
+        n
+    };
+    let verifies = async {
+        let mut pending = 0;
+        for round in 0..10 {
+            let verdicts = redshift_loader::verify::check::verify_job(&w.app, &job, &[], 10)
+                .await
+                .unwrap();
+            let v = verdicts[0].as_ref().unwrap();
+            assert!(!v.drift(), "round {round}: {v:?}");
+            pending += v.pending;
+        }
+        stop.store(true, Ordering::SeqCst);
+        pending
+    };
+    let (runs, pending) = tokio::join!(runs, verifies);
+    let (inserts, updates, _) = writer.await.unwrap();
+    assert!(
+        inserts > 0 && updates > 0 && runs > 1,
+        "{inserts} {updates} {runs}"
+    );
+    assert!(
+        pending > 0,
+        "the writer's rows showed as pending at least once"
+    );
+    // Quiet again: one more run, and the table is equal with nothing pending.
+    crate::sync::run(&w, &job).await;
+    let verdicts = redshift_loader::verify::check::verify_job(&w.app, &job, &[], 10)
+        .await
+        .unwrap();
+    let v = verdicts[0].as_ref().unwrap();
+    assert!(!v.drift() && v.pending == 0, "{v:?}");
+}
