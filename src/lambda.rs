@@ -286,7 +286,7 @@ impl Handler {
         match parse_event(&payload)? {
             Event::Run(run) => self.run(run, remaining, request_id).await,
             Event::Setup { job } => self.setup(&job).await,
-            Event::Verify(event) => self.verify(event).await,
+            Event::Verify(event) => self.verify(event, remaining).await,
             Event::SyncSchedules {} => self.sync_schedules().await,
         }
     }
@@ -300,10 +300,39 @@ impl Handler {
     }
 
     /// Compares the job's tables; drift is a result (logged as a warning), a table that
-    /// could not be compared an error.
-    async fn verify(&self, event: VerifyEvent) -> Result<Value> {
+    /// could not be compared an error. Tables are compared one after another while the
+    /// time left (less the margin) exceeds the longest one so far; the rest go to a
+    /// continuation, a verify event naming them. The first table always starts.
+    async fn verify(&self, event: VerifyEvent, remaining: Duration) -> Result<Value> {
         let job = self.app.store.require_job(&event.job).await?.job;
-        let verdicts = crate::verify::check::verify_job(&self.app, &job, &event.tables, 10).await?;
+        let deadline = Instant::now() + remaining.saturating_sub(self.margin);
+        let tables: Vec<TableRef> = if event.tables.is_empty() {
+            job.tables
+                .iter()
+                .filter(|t| !t.disabled)
+                .map(|t| t.source.clone())
+                .collect()
+        } else {
+            event.tables.clone()
+        };
+        let (mut verdicts, mut longest, mut rest) = (Vec::new(), Duration::ZERO, Vec::new());
+        for (i, table) in tables.iter().enumerate() {
+            if i > 0 && Instant::now() + longest >= deadline {
+                rest = tables[i..].to_vec();
+                break;
+            }
+            let started = Instant::now();
+            verdicts.extend(
+                crate::verify::check::verify_job(&self.app, &job, std::slice::from_ref(table), 10)
+                    .await?,
+            );
+            longest = longest.max(started.elapsed());
+        }
+        let continued: Vec<String> = rest.iter().map(ToString::to_string).collect();
+        if !rest.is_empty() {
+            self.invoke_self(&json!({"action": "verify", "job": job.name, "tables": continued}))
+                .await?;
+        }
         let tables: Vec<Value> = verdicts
             .iter()
             .map(crate::verify::check::outcome_json)
@@ -311,8 +340,8 @@ impl Handler {
         let drift = verdicts
             .iter()
             .any(|v| v.as_ref().is_ok_and(crate::verify::check::Verdict::drift));
-        let summary =
-            json!({"action": "verify", "job": job.name, "drift": drift, "tables": tables});
+        let summary = json!({"action": "verify", "job": job.name, "drift": drift,
+                             "tables": tables, "continued": continued});
         // Keys are row data: the log carries the counts, the result the example keys.
         let counts: Vec<Value> = verdicts
             .iter()

@@ -327,3 +327,53 @@ async fn the_binary_serves_events_from_the_lambda_runtime_api() {
         ["runtime", "settings", "aws_config", "clients", "handler"]
     );
 }
+
+#[tokio::test]
+async fn a_verify_out_of_time_hands_the_tables_left_to_a_continuation() {
+    let w = World::with_own_source().await;
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE refunds (id serial PRIMARY KEY, amount int);
+             INSERT INTO refunds (amount) SELECT g FROM generate_series(1, 20) g;
+             CREATE TABLE notes (id serial PRIMARY KEY, body text);
+             INSERT INTO notes (body) SELECT 'n' || g FROM generate_series(1, 20) g;",
+        )
+        .await
+        .unwrap();
+    let job = shop(
+        &w,
+        "  - source: public.orders\n  - source: public.refunds\n    copy_mode: INSERT_ONLY\n  - source: public.notes\n    copy_mode: INSERT_ONLY\n",
+    )
+    .await;
+    crate::sync::run(&w, &job).await;
+    // Each invocation's deadline is past: one table each, the rest continued.
+    let h = hurried(&w);
+    let mut payload = json!({"action": "verify", "job": "shop"});
+    let mut verified = Vec::new();
+    for hop in 0..3 {
+        let out = h
+            .handle(payload.clone(), Duration::from_secs(900))
+            .await
+            .unwrap();
+        assert_eq!(out["drift"], false, "{out}");
+        assert_eq!(out["tables"].as_array().unwrap().len(), 1, "{out}");
+        verified.push(out["tables"][0]["table"].as_str().unwrap().to_string());
+        let recorded = w.stack.invoke.take(&w.function);
+        if hop == 2 {
+            assert!(recorded.is_empty(), "the last table continues nothing");
+            assert_eq!(out["continued"], json!([]));
+            break;
+        }
+        assert_eq!(recorded.len(), 1);
+        assert_eq!(recorded[0].invocation_type, "Event");
+        payload = recorded[0].payload.clone();
+        assert_eq!(payload["action"], "verify");
+        assert_eq!(payload["tables"], out["continued"]);
+    }
+    assert_eq!(
+        verified,
+        ["public.orders", "public.refunds", "public.notes"],
+        "each table once, in order"
+    );
+}
