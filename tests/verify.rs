@@ -375,7 +375,11 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
         .unwrap();
     crate::sync::run(&w, &job).await;
     let v = prepared
-        .finish(&decisions, mark.as_ref(), 10)
+        .finish(
+            &decisions,
+            redshift_loader::verify::check::Since::Mark(mark.as_ref()),
+            10,
+        )
         .await
         .unwrap();
     assert!(!v.drift(), "the run's rows are no drift: {v:?}");
@@ -399,7 +403,11 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
     .unwrap();
     crate::sync::run(&w, &job).await;
     let v = prepared
-        .finish(&decisions, mark.as_ref(), 10)
+        .finish(
+            &decisions,
+            redshift_loader::verify::check::Since::Mark(mark.as_ref()),
+            10,
+        )
         .await
         .unwrap();
     assert!(!v.drift() && v.pending == 1, "row 9 is pending: {v:?}");

@@ -7,11 +7,24 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{redshift_error, Ctx, Step, SyncError};
+use super::{redshift_error, Ctx, Snapshot, Step, SyncError};
 use crate::config::{Table, TableRef};
 
 /// The `TABLE#` item attribute holding a full copy in progress.
 pub const FULL_COPY: &str = "full_copy";
+
+/// The `TABLE#` item attribute naming the source snapshot of the last full copy that
+/// replaced the table's rows (its first read's: every later read saw at least as much).
+/// `verify` tells the rows changed since apart with it.
+pub const FULL_COPIED: &str = "full_copied";
+
+/// The last complete full copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullCopied {
+    /// Its first read's snapshot; `None` when the source gave none (a view).
+    pub snapshot: Option<Snapshot>,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
 
 /// A full copy in progress, stored after each of its chunks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,18 +35,21 @@ pub struct FullCopy {
     pub table: String,
     /// The primary key of the last row copied.
     pub cursor: Vec<String>,
+    /// The snapshot of the copy's first read (older progress has none).
+    #[serde(default)]
+    pub snapshot: Option<Snapshot>,
 }
 
 impl Ctx<'_> {
     /// Where this run's full copy goes, and where it starts: the copy a previous hop of
-    /// the same run left (and its cursor), else a new empty one, made after dropping the
-    /// copies earlier runs left (a crash, a lost lease): this run holds the table's
-    /// lease, so no other run may still be filling one.
+    /// the same run left (its cursor, and its first read's snapshot), else a new empty
+    /// one, made after dropping the copies earlier runs left (a crash, a lost lease):
+    /// this run holds the table's lease, so no other run may still be filling one.
     pub(super) async fn full_copy_target(
         &self,
         table: &Table,
         destination: &TableRef,
-    ) -> Result<(TableRef, Option<Vec<String>>), SyncError> {
+    ) -> Result<(TableRef, Option<FullCopy>), SyncError> {
         let stored: Option<FullCopy> = self
             .app
             .store
@@ -52,7 +68,7 @@ impl Ctx<'_> {
                 .is_some();
             if exists {
                 tracing::info!(copy = %copy, "going on with the full copy in progress");
-                return Ok((copy, Some(progress.cursor)));
+                return Ok((copy, Some(progress)));
             }
         }
         let source = &table.source;
@@ -91,12 +107,14 @@ impl Ctx<'_> {
         Ok((new, None))
     }
 
-    /// Stores how far the full copy got (with the lease, like a mark).
+    /// Stores how far the full copy got (with the lease, like a mark), and its first
+    /// read's snapshot.
     pub(super) async fn commit_full_progress(
         &self,
         table: &Table,
         copy: &TableRef,
         cursor: &[String],
+        snapshot: Option<&Snapshot>,
         chunk: u64,
         rows: u64,
     ) -> Result<(), SyncError> {
@@ -104,6 +122,7 @@ impl Ctx<'_> {
             run_id: self.options.run_id.clone(),
             table: copy.name.clone(),
             cursor: cursor.to_vec(),
+            snapshot: snapshot.cloned(),
         };
         let doc = serde_json::to_value(&progress).expect("progress serializes");
         self.commit_document(table, FULL_COPY, &doc, chunk, rows)
@@ -111,13 +130,16 @@ impl Ctx<'_> {
     }
 
     /// Replaces the destination's rows by the complete copy's, in one transaction that
-    /// commits only while this run holds the lease; then drops the copy and forgets its
-    /// progress.
+    /// commits only while this run holds the lease; then records the copy's snapshot
+    /// (`snapshot`, its first read's), drops the copy and forgets its progress. Should
+    /// it stop between the two, the snapshot recorded is an earlier copy's: older, it
+    /// only calls more rows changed since.
     pub(super) async fn replace_contents(
         &self,
         table: &Table,
         destination: &TableRef,
         copy: &TableRef,
+        snapshot: Option<&Snapshot>,
         chunks: u64,
     ) -> Result<(), SyncError> {
         let source = &table.source;
@@ -145,6 +167,13 @@ impl Ctx<'_> {
             let _ = self.redshift.batch_execute("ROLLBACK").await;
             return result;
         }
+        let copied = FullCopied {
+            snapshot: snapshot.cloned(),
+            at: chrono::Utc::now(),
+        };
+        let doc = serde_json::to_value(&copied).expect("full copies serialize");
+        self.commit_document(table, FULL_COPIED, &doc, chunks, 0)
+            .await?;
         if let Err(e) = self
             .redshift
             .batch_execute(&format!("DROP TABLE IF EXISTS {}", q(copy)))

@@ -37,6 +37,7 @@ use crate::source::snapshot::SnapshotFns;
 use crate::state::StateError;
 use crate::warehouse::load::LoadError;
 
+pub use full::{FullCopied, FULL_COPIED};
 pub use mark::{Mark, Snapshot};
 
 /// The `TABLE#` item attribute holding the mark.

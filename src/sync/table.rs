@@ -177,12 +177,17 @@ impl Ctx<'_> {
         }
 
         let mut passes = passes;
+        let mut full_snapshot = None;
         let target = if mode == CopyMode::FullDataSync {
-            let (copy, after) = self.full_copy_target(table, &d.destination).await?;
+            let (copy, progress) = self.full_copy_target(table, &d.destination).await?;
             // A full copy a previous hop of this run began goes on after its cursor.
             if let Some(first) = passes.first_mut() {
-                first.after = after.filter(|c| c.len() == keys.len() && !c.is_empty());
+                first.after = progress
+                    .as_ref()
+                    .map(|p| p.cursor.clone())
+                    .filter(|c| c.len() == keys.len() && !c.is_empty());
             }
+            full_snapshot = progress.and_then(|p| p.snapshot);
             copy
         } else {
             d.destination.clone()
@@ -229,6 +234,11 @@ impl Ctx<'_> {
             catchup: None,
             checkpoints: Vec::new(),
         });
+        if mode == CopyMode::FullDataSync {
+            // A full copy stores no mark: between its chunks `stored.snapshot` carries
+            // the copy's first read's snapshot (a previous hop's, or this run's first).
+            stored.snapshot = full_snapshot;
+        }
         let mut report = Report {
             leftovers_removed,
             schema_changes,
@@ -259,8 +269,14 @@ impl Ctx<'_> {
         // A complete full copy replaces the table's rows; an incomplete one waits for
         // the continuation.
         if run.full() && report.caught_up {
-            self.replace_contents(table, &d.destination, &run.target, report.chunks)
-                .await?;
+            self.replace_contents(
+                table,
+                &d.destination,
+                &run.target,
+                stored.snapshot.as_ref(),
+                report.chunks,
+            )
+            .await?;
         }
         Ok(report)
     }
@@ -342,6 +358,9 @@ impl Ctx<'_> {
                         }
                     }
                     PassKind::Forward => {
+                        if run.full() && done.rows > 0 && stored.snapshot.is_none() {
+                            stored.snapshot = done.snapshot.clone();
+                        }
                         if done.rows > 0 && !run.full() && !run.keys.is_empty() {
                             if !forward_read {
                                 forward_read = true;
@@ -366,6 +385,7 @@ impl Ctx<'_> {
                                 run.table,
                                 &run.target,
                                 &done.last,
+                                stored.snapshot.as_ref(),
                                 chunk_no,
                                 done.rows,
                             )

@@ -17,7 +17,7 @@ use crate::secrets::Role;
 use crate::setup::Decisions;
 use crate::source::query::typed_literal;
 use crate::source::snapshot::{SnapshotFns, Unseen};
-use crate::sync::Mark;
+use crate::sync::{FullCopied, Mark};
 
 /// Keys per query when telling pending rows apart.
 const BATCH: usize = 500;
@@ -79,18 +79,26 @@ pub struct VerifyError {
     pub reason: String,
 }
 
+/// What a table's rows are told pending by: an incremental table's mark, a full
+/// table's last complete copy (each read before [`prepare`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Since<'a> {
+    Mark(Option<&'a Mark>),
+    FullCopy(Option<&'a FullCopied>),
+}
+
 /// Compares `table` of `job`.
 pub async fn verify_table(
     source_db: &crate::secrets::DbConfig,
     destination_db: &crate::secrets::DbConfig,
     table: &Table,
     decisions: &Decisions,
-    mark: Option<&Mark>,
+    since: Since<'_>,
     examples: usize,
 ) -> Result<Verdict, VerifyError> {
     prepare(source_db, destination_db, table, decisions)
         .await?
-        .finish(decisions, mark, examples)
+        .finish(decisions, since, examples)
         .await
 }
 
@@ -103,6 +111,8 @@ pub async fn verify_table(
 /// would show its rows in Redshift newer than at the source: drift that is not there.
 pub struct Prepared<'a> {
     table: &'a Table,
+    /// The source is a table (its rows carry `xmin`), not a view.
+    has_xmin: bool,
     source: tokio_postgres::Client,
     redshift: tokio_postgres::Client,
     pg: super::sql::KeyTable,
@@ -239,6 +249,7 @@ pub async fn prepare<'a>(
         .map_err(query(Role::Source, "starting the comparison"))?;
     Ok(Prepared {
         table,
+        has_xmin: matches!(schema.kind, 'r' | 'p'),
         source,
         redshift,
         pg,
@@ -262,15 +273,16 @@ async fn one_row(
 
 impl Prepared<'_> {
     /// Compares the two snapshots, and tells pending rows apart with `mark` (read
-    /// before [`prepare`]).
+    /// before [`prepare`]; for a full copy, the last complete copy's record).
     pub async fn finish(
         self,
         decisions: &Decisions,
-        mark: Option<&Mark>,
+        mark: Since<'_>,
         examples: usize,
     ) -> Result<Verdict, VerifyError> {
         let Prepared {
             table,
+            has_xmin,
             source,
             redshift,
             pg,
@@ -320,14 +332,22 @@ impl Prepared<'_> {
             verdict.keys_transferred = diff.keys_transferred;
             let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
             let pending_sql = match mark {
-                // A full copy is the table as of its last run: the next one replaces it all.
-                _ if full => Some("TRUE".to_string()),
-                Some(m) => {
+                Since::Mark(Some(m)) if !full => {
                     let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
                     pending_condition(decisions, m, fns)
                 }
+                // A full copy holds the rows as its first read saw them (later reads saw
+                // more): a row written since by a transaction that read could not see is
+                // the next copy's. A view has no xmin to tell, and a table never copied
+                // completely has no such snapshot: then every difference is.
+                Since::FullCopy(Some(FullCopied {
+                    snapshot: Some(s), ..
+                })) if full && has_xmin => {
+                    let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
+                    Some(Unseen { snapshot: s, fns }.condition())
+                }
                 // Never loaded: every source row is for the first run.
-                None => Some("TRUE".to_string()),
+                _ => Some("TRUE".to_string()),
             };
             let mut pending = 0;
             let mut keep = |keys: Vec<Key>, pending_keys: &std::collections::HashSet<Key>| {
@@ -503,12 +523,20 @@ pub async fn verify_job(
             let mark: Option<Mark> = doc(crate::sync::MARK)
                 .await?
                 .and_then(|m| serde_json::from_value(m).ok());
+            let copied: Option<FullCopied> = doc(crate::sync::FULL_COPIED)
+                .await?
+                .and_then(|m| serde_json::from_value(m).ok());
+            let since = if decisions.copy_mode.value == crate::config::CopyMode::FullDataSync {
+                Since::FullCopy(copied.as_ref())
+            } else {
+                Since::Mark(mark.as_ref())
+            };
             verify_table(
                 &source_db,
                 &destination_db,
                 table,
                 &decisions,
-                mark.as_ref(),
+                since,
                 examples,
             )
             .await
