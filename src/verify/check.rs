@@ -4,7 +4,13 @@
 //! Rows changed after the table's mark are not drift: the next run loads them. They are
 //! told apart exactly, the way the next run would find them: a key whose row, in the
 //! comparison's snapshot, is after the mark's cursor, or at or behind it but written by
-//! a transaction the mark's snapshot could not see (a late commit), is *pending*.
+//! a transaction the mark's snapshot could not see (a late commit), is *pending*. For
+//! a full copy, a row written by a transaction the last complete copy's first read could
+//! not see, or deleted at the source, is pending.
+//!
+//! It takes no lease: the mark is read first, then Redshift's snapshot is taken, then
+//! the source's ([`Prepared`] says why that order), so a run committing meanwhile is
+//! never drift.
 
 use serde::Serialize;
 
@@ -272,12 +278,12 @@ async fn one_row(
 }
 
 impl Prepared<'_> {
-    /// Compares the two snapshots, and tells pending rows apart with `mark` (read
-    /// before [`prepare`]; for a full copy, the last complete copy's record).
+    /// Compares the two snapshots, and tells pending rows apart by `since` (read
+    /// before [`prepare`]).
     pub async fn finish(
         self,
         decisions: &Decisions,
-        mark: Since<'_>,
+        since: Since<'_>,
         examples: usize,
     ) -> Result<Verdict, VerifyError> {
         let Prepared {
@@ -331,7 +337,7 @@ impl Prepared<'_> {
             verdict.ranges = diff.ranges;
             verdict.keys_transferred = diff.keys_transferred;
             let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
-            let pending_sql = match mark {
+            let pending_sql = match since {
                 Since::Mark(Some(m)) if !full => {
                     let fns = crate::source::snapshot_fns(&source).await.map_err(fail)?;
                     pending_condition(decisions, m, fns)
