@@ -35,6 +35,9 @@ pub(super) struct TableRun<'a> {
     pub has_xmin: bool,
     /// Where chunks land: the destination, or a full copy's new table.
     pub target: TableRef,
+    /// A full copy this run begins: its first read's snapshot is the copy's. (One a
+    /// previous hop began keeps that hop's, or none if its progress recorded none.)
+    pub new_full_copy: bool,
 }
 
 impl TableRun<'_> {
@@ -177,7 +180,7 @@ impl Ctx<'_> {
         }
 
         let mut passes = passes;
-        let mut full_snapshot = None;
+        let (mut full_snapshot, mut new_full_copy) = (None, false);
         let target = if mode == CopyMode::FullDataSync {
             let (copy, progress) = self.full_copy_target(table, &d.destination).await?;
             // A full copy a previous hop of this run began goes on after its cursor.
@@ -187,6 +190,7 @@ impl Ctx<'_> {
                     .map(|p| p.cursor.clone())
                     .filter(|c| c.len() == keys.len() && !c.is_empty());
             }
+            new_full_copy = progress.is_none();
             full_snapshot = progress.and_then(|p| p.snapshot);
             copy
         } else {
@@ -223,6 +227,7 @@ impl Ctx<'_> {
             pk_redshift,
             has_xmin,
             target,
+            new_full_copy,
         };
         let mut stored = mark.unwrap_or(Mark {
             mode,
@@ -358,7 +363,7 @@ impl Ctx<'_> {
                         }
                     }
                     PassKind::Forward => {
-                        if run.full() && done.rows > 0 && stored.snapshot.is_none() {
+                        if run.new_full_copy && done.rows > 0 && stored.snapshot.is_none() {
                             stored.snapshot = done.snapshot.clone();
                         }
                         if done.rows > 0 && !run.full() && !run.keys.is_empty() {
