@@ -403,3 +403,35 @@ async fn keys_that_do_not_compare_at_all_delete_nothing() {
     assert!(error.contains("none of Redshift's 100 keys"), "{error}");
     assert_eq!(ids(&w, "tickets").await.len(), 100, "nothing deleted");
 }
+
+/// In Lambda a reconcile may start with little time left: past the deadline it starts
+/// no more ranges (Lambda would end it with the lease held), says so, and the next run
+/// compares again.
+#[tokio::test]
+async fn a_reconcile_past_the_deadline_stops_unfinished_and_the_next_run_completes_it() {
+    let w = World::new().await;
+    let job = tickets_loaded(&w, "late").await;
+    w.source()
+        .await
+        .batch_execute("DELETE FROM tickets WHERE id IN (10, 20)")
+        .await
+        .unwrap();
+    let hurried = Options {
+        deadline: Some(std::time::Instant::now()),
+        ..options("hurried")
+    };
+    let outcomes = sync::run(&w.app, &job, &hurried, TIMING).await.unwrap();
+    let report = ok(&outcomes[0]);
+    assert!(report.caught_up, "{report:?}");
+    let reconcile = report.reconcile.clone().unwrap();
+    assert!(reconcile.unfinished, "{reconcile:?}");
+    assert_eq!(report.rows_deleted, 0);
+    assert_eq!(ids(&w, "tickets").await.len(), 100);
+    let outcomes = sync::run(&w.app, &job, &options("next"), TIMING)
+        .await
+        .unwrap();
+    let report = ok(&outcomes[0]);
+    assert!(!report.reconcile.clone().unwrap().unfinished, "{report:?}");
+    assert_eq!(report.rows_deleted, 2);
+    assert_eq!(ids(&w, "tickets").await.len(), 98);
+}

@@ -65,6 +65,7 @@ async fn keys_on_one_side_only_are_found_at_a_cost_proportional_to_them() {
         fan_out: 8,
         leaf_keys: 100,
         batch: 16,
+        stop_at: None,
     };
     let items = |dialect, table: &str| key_table(dialect, table, &["id"], &[false]);
     let source = Db {
@@ -126,6 +127,7 @@ async fn keys_on_one_side_only_are_found_at_a_cost_proportional_to_them() {
         fan_out: 4,
         leaf_keys: 10,
         batch: 8,
+        stop_at: None,
     };
     let d = compare(&source, &redshift, &Range::default(), small)
         .await

@@ -84,10 +84,16 @@ pub async fn run(
                     r.rows.to_string(),
                     r.chunks.to_string(),
                     indicatif::HumanBytes(r.bytes_staged).to_string(),
-                    match (r.caught_up, r.rows_deleted) {
-                        (true, 0) => "caught up".to_string(),
-                        (true, n) => format!("caught up; {n} deleted (gone from the source)"),
-                        (false, _) => "more to load".to_string(),
+                    {
+                        let mut state = match (r.caught_up, r.rows_deleted) {
+                            (true, 0) => "caught up".to_string(),
+                            (true, n) => format!("caught up; {n} deleted (gone from the source)"),
+                            (false, _) => "more to load".to_string(),
+                        };
+                        if r.reconcile.as_ref().is_some_and(|c| c.unfinished) {
+                            state.push_str("; reconcile unfinished (deadline), again next run");
+                        }
+                        state
                     },
                 ]),
                 Err(e) => t.add_row(vec![

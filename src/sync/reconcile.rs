@@ -58,6 +58,10 @@ pub struct ReconcileReport {
     /// Keys at the source not in Redshift after the run: rows committed while it ran
     /// (the next run loads them), or rows an INSERT_ONLY table cannot follow.
     pub missing: u64,
+    /// The invocation's deadline came first: the keys found gone were deleted, the
+    /// rest of the table was not compared, and the next run compares it all again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
 }
 
 /// Whether a table whose last reconcile was at `last` reconciles at `now`.
@@ -118,7 +122,14 @@ impl Ctx<'_> {
                 table: redshift_keys.clone(),
                 role: Role::Destination,
             };
-            compare(&src, &rs, &Range::default(), Tuning::default())
+            // Past the invocation's deadline no batch of ranges starts: a comparison
+            // longer than the time left stops with what it found, instead of Lambda
+            // ending it with the lease held.
+            let tuning = Tuning {
+                stop_at: self.options.deadline,
+                ..Tuning::default()
+            };
+            compare(&src, &rs, &Range::default(), tuning)
                 .await
                 .map_err(|e| super::query_error(source, e.role, "comparing the keys", &e.error))
         }
@@ -144,11 +155,22 @@ impl Ctx<'_> {
             ranges: diff.ranges,
             keys_transferred: diff.keys_transferred,
             missing: diff.only_source.len() as u64,
+            unfinished: diff.unfinished,
         });
         let deleted = self
             .delete_keys(table, &redshift_keys, &diff.only_redshift)
             .await?;
         report.rows_deleted = deleted;
+        if diff.unfinished {
+            // Not recorded as done: the next run (due at once) compares again.
+            tracing::warn!(
+                deleted,
+                ranges = diff.ranges,
+                keys_transferred = diff.keys_transferred,
+                "reconcile stopped at the deadline, part of the table compared; the next run compares it again"
+            );
+            return Ok(());
+        }
         tracing::info!(
             deleted,
             ranges = diff.ranges,

@@ -41,6 +41,9 @@ pub struct Tuning {
     pub leaf_keys: u64,
     /// Ranges per summary query.
     pub batch: usize,
+    /// Start no batch of ranges after this instant (a Lambda's deadline): the diff is
+    /// then `unfinished`, what it lists found.
+    pub stop_at: Option<std::time::Instant>,
 }
 
 impl Default for Tuning {
@@ -50,6 +53,7 @@ impl Default for Tuning {
             fan_out: 16,
             leaf_keys: 1_000,
             batch: 64,
+            stop_at: None,
         }
     }
 }
@@ -72,6 +76,9 @@ pub struct KeyDiff {
     /// Rows within the compared range on each side (from the first ranges' counts).
     pub source_rows: u64,
     pub redshift_rows: u64,
+    /// Stopped at `Tuning::stop_at` with ranges left: the keys listed are differences,
+    /// but not all of them.
+    pub unfinished: bool,
 }
 
 /// Compares the keys of `source` and `redshift` within `within`.
@@ -92,6 +99,13 @@ where
     // The first ranges cover `within`: their counts are each side's rows.
     let mut first_level = pending.len();
     while !pending.is_empty() {
+        if tuning
+            .stop_at
+            .is_some_and(|at| std::time::Instant::now() >= at)
+        {
+            diff.unfinished = true;
+            break;
+        }
         let batch: Vec<Range> = pending
             .drain(..pending.len().min(tuning.batch.max(1)))
             .collect();
@@ -353,5 +367,31 @@ mod tests {
             "{d:?}"
         );
         assert!(d.ranges < 50, "{}", d.ranges);
+    }
+
+    #[test]
+    fn past_its_stop_it_starts_no_batch_and_says_it_is_unfinished() {
+        let source = Set::new(1..=10_000);
+        let redshift = Set::new((1..=10_000).filter(|k| k % 1_000 != 0));
+        let tuning = Tuning {
+            range_keys: 1_000,
+            leaf_keys: 100,
+            batch: 4,
+            ..Tuning::default()
+        };
+        let whole = run(&source, &redshift, tuning);
+        assert_eq!(whole.only_source.len(), 10);
+        assert!(!whole.unfinished);
+        let stopped = run(
+            &source,
+            &redshift,
+            Tuning {
+                stop_at: Some(std::time::Instant::now()),
+                ..tuning
+            },
+        );
+        assert!(stopped.unfinished);
+        assert_eq!(stopped.ranges, 0);
+        assert!(stopped.only_source.is_empty());
     }
 }
