@@ -135,19 +135,8 @@ pub async fn prepare<'a>(
     table: &'a Table,
     decisions: &Decisions,
 ) -> Result<Prepared<'a>, VerifyError> {
-    let fail = |reason: String| VerifyError {
-        table: table.source.clone(),
-        reason,
-    };
-    let query = |role: Role, doing: &'static str| {
-        move |e: tokio_postgres::Error| VerifyError {
-            table: table.source.clone(),
-            reason: format!(
-                "{doing} on the {role} failed: {}",
-                crate::diagnose::explain_error(role, &e)
-            ),
-        }
-    };
+    let err = Errors(&table.source);
+    let (fail, query) = (|r| err.fail(r), |role, doing| err.query(role, doing));
     let source = crate::source::open(source_db)
         .await
         .map_err(|e| fail(e.to_string()))?;
@@ -264,6 +253,34 @@ pub async fn prepare<'a>(
     })
 }
 
+/// The errors of one table's comparison.
+#[derive(Clone, Copy)]
+struct Errors<'a>(&'a TableRef);
+
+impl<'a> Errors<'a> {
+    fn fail(self, reason: String) -> VerifyError {
+        VerifyError {
+            table: self.0.clone(),
+            reason,
+        }
+    }
+
+    /// For a query that failed `doing` something on `role`'s database.
+    fn query(
+        self,
+        role: Role,
+        doing: &'static str,
+    ) -> impl FnOnce(tokio_postgres::Error) -> VerifyError + 'a {
+        move |e| VerifyError {
+            table: self.0.clone(),
+            reason: format!(
+                "{doing} on the {role} failed: {}",
+                crate::diagnose::explain_error(role, &e)
+            ),
+        }
+    }
+}
+
 /// The one row of `sql`, each value as text.
 async fn one_row(
     client: &tokio_postgres::Client,
@@ -295,19 +312,8 @@ impl Prepared<'_> {
             rs,
             mut verdict,
         } = self;
-        let fail = |reason: String| VerifyError {
-            table: table.source.clone(),
-            reason,
-        };
-        let query = |role: Role, doing: &'static str| {
-            move |e: tokio_postgres::Error| VerifyError {
-                table: table.source.clone(),
-                reason: format!(
-                    "{doing} on the {role} failed: {}",
-                    crate::diagnose::explain_error(role, &e)
-                ),
-            }
-        };
+        let err = Errors(&table.source);
+        let (fail, query) = (|r| err.fail(r), |role, doing| err.query(role, doing));
         let result = async {
             let src = Db {
                 client: &source,
@@ -326,14 +332,7 @@ impl Prepared<'_> {
                 Tuning::default(),
             )
             .await
-            .map_err(|e| VerifyError {
-                table: table.source.clone(),
-                reason: format!(
-                    "comparing on the {} failed: {}",
-                    e.role,
-                    crate::diagnose::explain_error(e.role, &e.error)
-                ),
-            })?;
+            .map_err(|e| query(e.role, "comparing")(e.error))?;
             verdict.ranges = diff.ranges;
             verdict.keys_transferred = diff.keys_transferred;
             let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
@@ -507,10 +506,8 @@ pub async fn verify_job(
     let destination_db = app.destination(job).await?;
     let mut out = Vec::new();
     for table in tables {
-        let fail = |reason: String| VerifyError {
-            table: table.source.clone(),
-            reason,
-        };
+        let err = Errors(&table.source);
+        let fail = |r| err.fail(r);
         let doc = |attribute: &'static str| async move {
             app.store
                 .get_table_document(&job.name, &table.source, attribute)
