@@ -20,7 +20,7 @@
 //!
 //! Floats and SUPER depend on how the cluster prints them, which the Redshift docs do
 //! not pin down to the character (JSON key order and number spelling). So each such
-//! column comes with a [`Probe`]: the same canonical expressions applied to fixed
+//! column comes with a probe: the same canonical expressions applied to fixed
 //! values on both sides before the comparison. A column whose probe comes back
 //! different is not compared, and the report names it with both texts, instead of
 //! reporting every row as changed.
