@@ -377,3 +377,29 @@ async fn a_verify_out_of_time_hands_the_tables_left_to_a_continuation() {
         "each table once, in order"
     );
 }
+
+#[tokio::test]
+async fn a_verify_at_the_end_of_its_invocation_stops_unfinished_not_equal() {
+    let w = World::with_own_source().await;
+    let job = shop(&w, "  - source: public.orders\n").await;
+    crate::sync::run(&w, &job).await;
+    // No time left: the table starts (the first always does), its comparison does not.
+    let out = handler(&w)
+        .handle(json!({"action": "verify", "job": "shop"}), Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(out["unfinished"], json!(["public.orders"]), "{out}");
+    assert_eq!(out["tables"][0]["verdict"]["unfinished"], true, "{out}");
+    assert_eq!(out["tables"][0]["verdict"]["ranges"], 0, "{out}");
+    // With time, it finishes and says nothing of it.
+    let out = handler(&w)
+        .handle(
+            json!({"action": "verify", "job": "shop"}),
+            Duration::from_secs(900),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out["unfinished"], json!([]), "{out}");
+    assert!(out["tables"][0]["verdict"]["unfinished"].is_null(), "{out}");
+    assert_eq!(out["drift"], false, "{out}");
+}

@@ -381,6 +381,7 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
             &decisions,
             redshift_loader::verify::check::Since::Mark(mark.as_ref()),
             10,
+            None,
         )
         .await
         .unwrap();
@@ -409,6 +410,7 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
             &decisions,
             redshift_loader::verify::check::Since::Mark(mark.as_ref()),
             10,
+            None,
         )
         .await
         .unwrap();

@@ -52,7 +52,12 @@ pub async fn run(
                     cell(&v.duplicated),
                     v.pending.to_string(),
                     v.keys_transferred.to_string(),
-                    if v.drift() { "DRIFT" } else { "equal" }.to_string(),
+                    match (v.drift(), v.unfinished) {
+                        (true, _) => "DRIFT",
+                        (false, true) => "unfinished",
+                        (false, false) => "equal",
+                    }
+                    .to_string(),
                 ]),
                 Err(e) => t.add_row(vec![
                     e.table.to_string(),

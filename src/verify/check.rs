@@ -48,6 +48,10 @@ pub struct Verdict {
     /// Key ranges compared, and keys shipped from both databases.
     pub ranges: u64,
     pub keys_transferred: u64,
+    /// Stopped at its deadline (in Lambda) with ranges left: what it lists was found,
+    /// but the table is not known to be equal.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unfinished: bool,
 }
 
 /// A count, and up to `examples` keys (`col=value, ...`).
@@ -101,10 +105,11 @@ pub async fn verify_table(
     decisions: &Decisions,
     since: Since<'_>,
     examples: usize,
+    stop_at: Option<std::time::Instant>,
 ) -> Result<Verdict, VerifyError> {
     prepare(source_db, destination_db, table, decisions)
         .await?
-        .finish(decisions, since, examples)
+        .finish(decisions, since, examples, stop_at)
         .await
 }
 
@@ -296,12 +301,13 @@ async fn one_row(
 
 impl Prepared<'_> {
     /// Compares the two snapshots, and tells pending rows apart by `since` (read
-    /// before [`prepare`]).
+    /// before [`prepare`]); past `stop_at` it starts no more ranges (`unfinished`).
     pub async fn finish(
         self,
         decisions: &Decisions,
         since: Since<'_>,
         examples: usize,
+        stop_at: Option<std::time::Instant>,
     ) -> Result<Verdict, VerifyError> {
         let Prepared {
             table,
@@ -329,10 +335,14 @@ impl Prepared<'_> {
                 &src,
                 &dst,
                 &crate::verify::sql::Range::default(),
-                Tuning::default(),
+                Tuning {
+                    stop_at,
+                    ..Tuning::default()
+                },
             )
             .await
             .map_err(|e| query(e.role, "comparing")(e.error))?;
+            verdict.unfinished = diff.unfinished;
             verdict.ranges = diff.ranges;
             verdict.keys_transferred = diff.keys_transferred;
             let full = decisions.copy_mode.value == crate::config::CopyMode::FullDataSync;
@@ -491,6 +501,17 @@ pub async fn verify_job(
     only: &[TableRef],
     examples: usize,
 ) -> crate::Result<Vec<Result<Verdict, VerifyError>>> {
+    verify_job_until(app, job, only, examples, None).await
+}
+
+/// [`verify_job`], each comparison starting no range after `stop_at` (Lambda's).
+pub async fn verify_job_until(
+    app: &crate::app::App,
+    job: &Job,
+    only: &[TableRef],
+    examples: usize,
+    stop_at: Option<std::time::Instant>,
+) -> crate::Result<Vec<Result<Verdict, VerifyError>>> {
     let tables: Vec<&Table> = if only.is_empty() {
         job.tables.iter().filter(|t| !t.disabled).collect()
     } else {
@@ -541,6 +562,7 @@ pub async fn verify_job(
                 &decisions,
                 since,
                 examples,
+                stop_at,
             )
             .await
         }
