@@ -450,18 +450,15 @@ async fn pipeline(
         bench.drop_schema("rss4").await?;
         src.batch_execute("DROP TABLE big4").await?;
         measures.push(
-            Measure::new(
+            Measure::of_run(
                 "ours_e2e_large",
                 &format!(
                     "redshift-loader run, initial load of the larger table (once, IMPORT_CHUNK_SIZE={})",
                     opts.rss_chunk_size
                 ),
                 rss_rows,
-                0,
-                vec![run.seconds],
-            )
-            .with_cpu(vec![run.cpu_seconds])
-            .with_rss(vec![run.peak_rss_mib]),
+                &run,
+            ),
         );
     }
     Ok((source_bytes, staged))
@@ -556,32 +553,26 @@ async fn deletes(
             run.seconds, r.keys_transferred
         );
         measures.push(
-            Measure::new(
+            Measure::of_run(
                 &format!("verify_{deleted}"),
                 &format!(
                     "redshift-loader verify (keys and content), {deleted} rows deleted at the source: {shipped} keys shipped for {} rows",
                     opts.rows
                 ),
                 opts.rows,
-                0,
-                vec![verified_run.seconds],
-            )
-            .with_cpu(vec![verified_run.cpu_seconds])
-            .with_rss(vec![verified_run.peak_rss_mib]),
+                &verified_run,
+            ),
         );
         measures.push(
-            Measure::new(
+            Measure::of_run(
                 &format!("reconcile_{deleted}"),
                 &format!(
                     "redshift-loader run with deletes: reconcile, nothing new to load, {deleted} rows deleted at the source: {} keys shipped",
                     r.keys_transferred
                 ),
                 opts.rows,
-                0,
-                vec![run.seconds],
-            )
-            .with_cpu(vec![run.cpu_seconds])
-            .with_rss(vec![run.peak_rss_mib]),
+                &run,
+            ),
         );
     }
     let sum = bench.source_checksum("big").await?;

@@ -68,16 +68,13 @@ pub async fn measure(
         );
     }
     bench.drop_schema(&format!("par_c{concurrency}")).await?;
-    let measure = Measure::new(
+    let measure = Measure::of_run(
         &name,
         &format!(
             "redshift-loader run of one job of {tables} tables × {rows} rows, first load, {concurrency} table(s) at once"
         ),
         tables as u64 * rows,
-        0,
-        vec![run.seconds],
-    )
-    .with_cpu(vec![run.cpu_seconds])
-    .with_rss(vec![run.peak_rss_mib]);
+        &run,
+    );
     Ok((measure, verified))
 }

@@ -157,6 +157,13 @@ impl Measure {
         }
     }
 
+    /// One run of a CLI child: its time, CPU and peak memory.
+    pub fn of_run(name: &str, what: &str, rows: u64, run: &testkit::measure::Measured) -> Measure {
+        Measure::new(name, what, rows, 0, vec![run.seconds])
+            .with_cpu(vec![run.cpu_seconds])
+            .with_rss(vec![run.peak_rss_mib])
+    }
+
     pub fn with_cpu(mut self, cpu: Vec<f64>) -> Measure {
         if !cpu.is_empty() {
             self.median_cpu_seconds = Some(median(&cpu));
