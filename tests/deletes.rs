@@ -234,19 +234,25 @@ pub async fn hammer(url: String, stop: Arc<AtomicBool>, delete: bool) -> (u64, u
     (inserts, updates, deletes)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_written_while_runs_reconcile_are_never_deleted() {
-    let w = World::with_own_source().await;
+/// Table `feed` at the source with `rows` rows, keyed for INSERT_AND_UPDATE by
+/// `updated_at`: what [`hammer`] writes to.
+pub async fn feed(w: &World, rows: u32) {
     w.source()
         .await
-        .batch_execute(
+        .batch_execute(&format!(
             "CREATE TABLE feed (id bigserial PRIMARY KEY, v int NOT NULL,
                                 updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
              CREATE INDEX ON feed (updated_at, id);
-             INSERT INTO feed (v) SELECT g FROM generate_series(1, 2000) g;",
-        )
+             INSERT INTO feed (v) SELECT g FROM generate_series(1, {rows}) g;"
+        ))
         .await
         .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_while_runs_reconcile_are_never_deleted() {
+    let w = World::with_own_source().await;
+    feed(&w, 2000).await;
     let job = w
         .apply(
             "hammered",

@@ -15,6 +15,29 @@ use crate::sync::{assert_same, ok, rows, setup_job, CrashAt, TIMING};
 
 const FIFTEEN: Duration = Duration::from_secs(900);
 
+/// Table `plans` (30 rows) at the source, and job `name` copying it in full in chunks of
+/// `chunk` rows, set up.
+async fn plans(w: &World, name: &str, chunk: u32) -> redshift_loader::config::Job {
+    w.source()
+        .await
+        .batch_execute(
+            "CREATE TABLE plans (id bigserial PRIMARY KEY, name text NOT NULL);
+             INSERT INTO plans (name) SELECT 'plan ' || i FROM generate_series(1, 30) i;",
+        )
+        .await
+        .unwrap();
+    let job = w
+        .apply(
+            name,
+            &format!(
+                "  - source: public.plans\n    copy_mode: FULL_DATA_SYNC\n    import_chunk_size: {chunk}\n"
+            ),
+        )
+        .await;
+    setup_job(w, &job).await;
+    job
+}
+
 /// While the rows are being replaced (not committed yet), another session reads the
 /// table: what it counts is kept.
 struct ReadDuringReplace {
@@ -133,21 +156,7 @@ async fn a_full_copy_keeps_the_views_and_grants_on_its_table() {
 #[tokio::test]
 async fn a_full_copy_larger_than_one_invocation_goes_on_and_replaces_once() {
     let w = World::new().await;
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE plans (id bigserial PRIMARY KEY, name text NOT NULL);
-             INSERT INTO plans (name) SELECT 'plan ' || i FROM generate_series(1, 30) i;",
-        )
-        .await
-        .unwrap();
-    let job = w
-        .apply(
-            "big_full",
-            "  - source: public.plans\n    copy_mode: FULL_DATA_SYNC\n    import_chunk_size: 4\n",
-        )
-        .await;
-    setup_job(&w, &job).await;
+    plans(&w, "big_full", 4).await;
     // Each invocation has time for one chunk.
     let mut h = Handler::from_lookup(w.app.clone(), |_| None).unwrap();
     h.margin = Duration::from_secs(3600);
@@ -229,21 +238,7 @@ async fn a_full_copy_larger_than_one_invocation_goes_on_and_replaces_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_copy_hop_retried_after_a_crash_duplicates_nothing() {
     let w = World::new().await;
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE plans (id bigserial PRIMARY KEY, name text NOT NULL);
-             INSERT INTO plans (name) SELECT 'plan ' || i FROM generate_series(1, 30) i;",
-        )
-        .await
-        .unwrap();
-    let job = w
-        .apply(
-            "retried_full",
-            "  - source: public.plans\n    copy_mode: FULL_DATA_SYNC\n    import_chunk_size: 7\n",
-        )
-        .await;
-    setup_job(&w, &job).await;
+    let job = plans(&w, "retried_full", 7).await;
     let options = |observer: Option<Arc<dyn sync::Observer>>| Options {
         run_id: "lambda-retried".into(),
         force: true,
@@ -282,21 +277,7 @@ async fn a_full_copy_hop_retried_after_a_crash_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_tells_a_full_copys_drift_from_the_rows_changed_since() {
     let w = World::new().await;
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE plans (id bigserial PRIMARY KEY, name text NOT NULL);
-             INSERT INTO plans (name) SELECT 'plan ' || i FROM generate_series(1, 30) i;",
-        )
-        .await
-        .unwrap();
-    let job = w
-        .apply(
-            "checked_full",
-            "  - source: public.plans\n    copy_mode: FULL_DATA_SYNC\n    import_chunk_size: 4\n",
-        )
-        .await;
-    setup_job(&w, &job).await;
+    let job = plans(&w, "checked_full", 4).await;
     let verify = || redshift_loader::verify::check::verify_job(&w.app, &job, &[], 10);
     // Before any copy: every source row is the first copy's.
     let verdicts = verify().await.unwrap();

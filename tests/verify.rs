@@ -331,6 +331,39 @@ async fn stored(
     (decisions, mark)
 }
 
+/// `verify`'s first step on the job's table: both snapshots, Redshift's first.
+async fn snapshots<'a>(
+    w: &World,
+    job: &'a Job,
+    decisions: &redshift_loader::setup::Decisions,
+) -> redshift_loader::verify::check::Prepared<'a> {
+    redshift_loader::verify::check::prepare(
+        &w.app.source(job).await.unwrap(),
+        &w.app.destination(job).await.unwrap(),
+        &job.tables[0],
+        decisions,
+    )
+    .await
+    .unwrap()
+}
+
+/// `verify`'s second step: the comparison, pending rows told apart by `mark`.
+async fn compared(
+    prepared: redshift_loader::verify::check::Prepared<'_>,
+    decisions: &redshift_loader::setup::Decisions,
+    mark: Option<&redshift_loader::sync::Mark>,
+) -> redshift_loader::verify::check::Verdict {
+    prepared
+        .finish(
+            decisions,
+            redshift_loader::verify::check::Since::Mark(mark),
+            10,
+            None,
+        )
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn a_run_that_commits_while_verify_compares_is_not_drift() {
     let w = World::with_own_source().await;
@@ -351,22 +384,11 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
         .await;
     crate::sync::setup_job(&w, &job).await;
     crate::sync::run(&w, &job).await;
-    let (source_db, destination_db) = (
-        w.app.source(&job).await.unwrap(),
-        w.app.destination(&job).await.unwrap(),
-    );
 
     // verify reads the mark and takes its snapshots; then rows change at the source and
     // a run loads them and commits, all before verify compares.
     let (decisions, mark) = stored(&w, &job).await;
-    let prepared = redshift_loader::verify::check::prepare(
-        &source_db,
-        &destination_db,
-        &job.tables[0],
-        &decisions,
-    )
-    .await
-    .unwrap();
+    let prepared = snapshots(&w, &job, &decisions).await;
     w.source()
         .await
         .batch_execute(
@@ -376,15 +398,7 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
         .await
         .unwrap();
     crate::sync::run(&w, &job).await;
-    let v = prepared
-        .finish(
-            &decisions,
-            redshift_loader::verify::check::Since::Mark(mark.as_ref()),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let v = compared(prepared, &decisions, mark.as_ref()).await;
     assert!(!v.drift(), "the run's rows are no drift: {v:?}");
 
     // A row changed after the mark was read but before the snapshots: Redshift lacks
@@ -396,24 +410,9 @@ async fn a_run_that_commits_while_verify_compares_is_not_drift() {
         .batch_execute("UPDATE notes SET body = 'again', updated_at = now() WHERE id = 9")
         .await
         .unwrap();
-    let prepared = redshift_loader::verify::check::prepare(
-        &source_db,
-        &destination_db,
-        &job.tables[0],
-        &decisions,
-    )
-    .await
-    .unwrap();
+    let prepared = snapshots(&w, &job, &decisions).await;
     crate::sync::run(&w, &job).await;
-    let v = prepared
-        .finish(
-            &decisions,
-            redshift_loader::verify::check::Since::Mark(mark.as_ref()),
-            10,
-            None,
-        )
-        .await
-        .unwrap();
+    let v = compared(prepared, &decisions, mark.as_ref()).await;
     assert!(!v.drift() && v.pending == 1, "row 9 is pending: {v:?}");
 
     // And the next verify sees the table equal as well.
@@ -430,16 +429,7 @@ async fn verify_beside_a_busy_writer_and_a_run_after_run_finds_no_drift() {
     use std::sync::Arc;
 
     let w = World::with_own_source().await;
-    w.source()
-        .await
-        .batch_execute(
-            "CREATE TABLE feed (id bigserial PRIMARY KEY, v int NOT NULL,
-                                updated_at timestamptz NOT NULL DEFAULT clock_timestamp());
-             CREATE INDEX ON feed (updated_at, id);
-             INSERT INTO feed (v) SELECT g FROM generate_series(1, 3000) g;",
-        )
-        .await
-        .unwrap();
+    crate::deletes::feed(&w, 3000).await;
     let job = w
         .apply(
             "watched",
