@@ -312,35 +312,22 @@ impl Handler {
         // A comparison starts no batch of ranges in the invocation's last minute (or its
         // margin, if shorter): it ends `unfinished` rather than being ended by Lambda.
         let stop_at = Instant::now() + remaining.saturating_sub(self.margin.min(VERIFY_LAST));
-        let tables: Vec<TableRef> = if event.tables.is_empty() {
-            job.tables
-                .iter()
-                .filter(|t| !t.disabled)
-                .map(|t| t.source.clone())
-                .collect()
-        } else {
-            event.tables.clone()
-        };
+        let tables = crate::verify::check::tables_of(&job, &event.tables)?;
+        let dbs = crate::verify::check::Databases::of(&self.app, &job).await?;
         let (mut verdicts, mut longest, mut rest) = (Vec::new(), Duration::ZERO, Vec::new());
         for (i, table) in tables.iter().enumerate() {
             if i > 0 && Instant::now() + longest >= deadline {
-                rest = tables[i..].to_vec();
+                rest = tables[i..].iter().map(|t| t.source.clone()).collect();
                 break;
             }
             let started = Instant::now();
-            verdicts.extend(
-                crate::verify::check::verify_job_until(
-                    &self.app,
-                    &job,
-                    std::slice::from_ref(table),
-                    10,
-                    Some(stop_at),
-                )
-                .await?,
+            verdicts.push(
+                crate::verify::check::verify_one(&self.app, &job, table, &dbs, 10, Some(stop_at))
+                    .await,
             );
             longest = longest.max(started.elapsed());
         }
-        let continued: Vec<String> = rest.iter().map(ToString::to_string).collect();
+        let continued: Vec<String> = rest.iter().map(TableRef::to_string).collect();
         if !rest.is_empty() {
             self.invoke_self(&json!({"action": "verify", "job": job.name, "tables": continued}))
                 .await?;

@@ -501,73 +501,88 @@ pub async fn verify_job(
     only: &[TableRef],
     examples: usize,
 ) -> crate::Result<Vec<Result<Verdict, VerifyError>>> {
-    verify_job_until(app, job, only, examples, None).await
-}
-
-/// [`verify_job`], each comparison starting no range after `stop_at` (Lambda's).
-pub async fn verify_job_until(
-    app: &crate::app::App,
-    job: &Job,
-    only: &[TableRef],
-    examples: usize,
-    stop_at: Option<std::time::Instant>,
-) -> crate::Result<Vec<Result<Verdict, VerifyError>>> {
-    let tables: Vec<&Table> = if only.is_empty() {
-        job.tables.iter().filter(|t| !t.disabled).collect()
-    } else {
-        only.iter()
-            .map(|t| {
-                job.table(t).ok_or_else(|| {
-                    crate::Error::Usage(format!("job {} has no table {t}", job.name))
-                })
-            })
-            .collect::<crate::Result<_>>()?
-    };
-    let source_db = app.source(job).await?;
-    let destination_db = app.destination(job).await?;
+    let tables = tables_of(job, only)?;
+    let dbs = Databases::of(app, job).await?;
     let mut out = Vec::new();
     for table in tables {
-        let err = Errors(&table.source);
-        let fail = |r| err.fail(r);
-        let doc = |attribute: &'static str| async move {
-            app.store
-                .get_table_document(&job.name, &table.source, attribute)
-                .await
-                .map_err(|e| fail(e.to_string()))
-        };
-        let verdict = async {
-            let decisions: Decisions = match doc(crate::setup::DECISIONS).await? {
-                Some(d) => serde_json::from_value(d).map_err(|e| {
-                    fail(format!(
-                        "its setup decisions are unreadable ({e}); run setup again"
-                    ))
-                })?,
-                None => return Err(fail("not set up yet; run setup first".into())),
-            };
-            let mark: Option<Mark> = doc(crate::sync::MARK)
-                .await?
-                .and_then(|m| serde_json::from_value(m).ok());
-            let copied: Option<FullCopied> = doc(crate::sync::FULL_COPIED)
-                .await?
-                .and_then(|m| serde_json::from_value(m).ok());
-            let since = if decisions.copy_mode.value == crate::config::CopyMode::FullDataSync {
-                Since::FullCopy(copied.as_ref())
-            } else {
-                Since::Mark(mark.as_ref())
-            };
-            verify_table(
-                &source_db,
-                &destination_db,
-                table,
-                &decisions,
-                since,
-                examples,
-                stop_at,
-            )
-            .await
-        }
-        .await;
-        out.push(verdict);
+        out.push(verify_one(app, job, table, &dbs, examples, None).await);
     }
     Ok(out)
+}
+
+/// The tables `verify` compares: `only`, else every enabled one.
+pub fn tables_of<'a>(job: &'a Job, only: &[TableRef]) -> crate::Result<Vec<&'a Table>> {
+    if only.is_empty() {
+        return Ok(job.tables.iter().filter(|t| !t.disabled).collect());
+    }
+    only.iter()
+        .map(|t| {
+            job.table(t)
+                .ok_or_else(|| crate::Error::Usage(format!("job {} has no table {t}", job.name)))
+        })
+        .collect()
+}
+
+/// A job's two databases, resolved once for all its tables.
+pub struct Databases {
+    source: crate::secrets::DbConfig,
+    destination: crate::secrets::DbConfig,
+}
+
+impl Databases {
+    pub async fn of(app: &crate::app::App, job: &Job) -> crate::Result<Databases> {
+        Ok(Databases {
+            source: app.source(job).await?,
+            destination: app.destination(job).await?,
+        })
+    }
+}
+
+/// One table's verdict: its decisions and mark (or last full copy) read, then compared,
+/// each comparison starting no range after `stop_at` (Lambda's).
+pub async fn verify_one(
+    app: &crate::app::App,
+    job: &Job,
+    table: &Table,
+    dbs: &Databases,
+    examples: usize,
+    stop_at: Option<std::time::Instant>,
+) -> Result<Verdict, VerifyError> {
+    let err = Errors(&table.source);
+    let fail = |r| err.fail(r);
+    let doc = |attribute: &'static str| async move {
+        app.store
+            .get_table_document(&job.name, &table.source, attribute)
+            .await
+            .map_err(|e| fail(e.to_string()))
+    };
+    let decisions: Decisions = match doc(crate::setup::DECISIONS).await? {
+        Some(d) => serde_json::from_value(d).map_err(|e| {
+            fail(format!(
+                "its setup decisions are unreadable ({e}); run setup again"
+            ))
+        })?,
+        None => return Err(fail("not set up yet; run setup first".into())),
+    };
+    let mark: Option<Mark> = doc(crate::sync::MARK)
+        .await?
+        .and_then(|m| serde_json::from_value(m).ok());
+    let copied: Option<FullCopied> = doc(crate::sync::FULL_COPIED)
+        .await?
+        .and_then(|m| serde_json::from_value(m).ok());
+    let since = if decisions.copy_mode.value == crate::config::CopyMode::FullDataSync {
+        Since::FullCopy(copied.as_ref())
+    } else {
+        Since::Mark(mark.as_ref())
+    };
+    verify_table(
+        &dbs.source,
+        &dbs.destination,
+        table,
+        &decisions,
+        since,
+        examples,
+        stop_at,
+    )
+    .await
 }
